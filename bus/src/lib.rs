@@ -1,0 +1,1 @@
+//! mesh-bus: the message bus (under construction).

@@ -1,0 +1,1 @@
+//! mesh-sim: simulated Kubernetes clusters (under construction).

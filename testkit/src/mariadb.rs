@@ -1,0 +1,1 @@
+//! Throwaway MariaDB databases for tests (filled in by the storage work).
