@@ -212,7 +212,10 @@ mod tests {
     fn aliases_are_not_versions() {
         let catalog = VersionCatalog::builtin();
         assert!(catalog.resolve("v1.30-latest").is_err());
-        assert_eq!(catalog.resolve("v1.30.3").expect("known").to_string(), "1.30.3");
+        assert_eq!(
+            catalog.resolve("v1.30.3").expect("known").to_string(),
+            "1.30.3"
+        );
     }
 
     #[test]
@@ -221,7 +224,10 @@ mod tests {
             .resolve("1.2.3")
             .expect_err("not installable");
         let message = err.to_string();
-        assert!(message.contains("1.2.3") && message.contains("1.30.3"), "{message}");
+        assert!(
+            message.contains("1.2.3") && message.contains("1.30.3"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -87,7 +87,11 @@ mod tests {
 
     #[test]
     fn modes_round_trip_through_their_wire_names() {
-        for mode in [MeshMode::Single, MeshMode::PrimaryRemote, MeshMode::MultiPrimary] {
+        for mode in [
+            MeshMode::Single,
+            MeshMode::PrimaryRemote,
+            MeshMode::MultiPrimary,
+        ] {
             assert_eq!(mode.as_str().parse::<MeshMode>(), Ok(mode));
             let json = serde_json::to_string(&mode).expect("serialize");
             assert_eq!(json, format!("\"{mode}\""));
@@ -99,6 +103,9 @@ mod tests {
     fn primary_is_accepted_as_an_alias_of_master() {
         let role: ClusterRole = serde_json::from_str("\"primary\"").expect("alias");
         assert_eq!(role, ClusterRole::Master);
-        assert_eq!(serde_json::to_string(&role).expect("serialize"), "\"master\"");
+        assert_eq!(
+            serde_json::to_string(&role).expect("serialize"),
+            "\"master\""
+        );
     }
 }

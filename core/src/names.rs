@@ -182,7 +182,18 @@ mod tests {
 
     #[test]
     fn dns_labels_refuse_what_kubernetes_refuses() {
-        for bad in ["", "Mesh", "-a", "a-", "a.b", "a b", "a*", "a>", &"a".repeat(64), "ünïcode"] {
+        for bad in [
+            "",
+            "Mesh",
+            "-a",
+            "a-",
+            "a.b",
+            "a b",
+            "a*",
+            "a>",
+            &"a".repeat(64),
+            "ünïcode",
+        ] {
             let err = MeshName::new(bad).expect_err(bad);
             assert_eq!(err.what, "mesh name");
         }

@@ -1,0 +1,15 @@
+-- The seed schema of mesh-manager, reproduced exactly (tables, columns, types, defaults, unique keys)
+-- together with the ALTERs the seed applied later.
+CREATE TABLE flow (id BIGINT(11) NOT NULL AUTO_INCREMENT, tenant_id varchar(255) NOT NULL, mesh_name varchar(255) NOT NULL, name varchar(255) NOT NULL, def_name varchar(255) NOT NULL, status varchar(255) NOT NULL DEFAULT '', input text NOT NULL, log text NULL, started_at timestamp NULL DEFAULT NULL, finished_at timestamp NULL DEFAULT NULL, processor varchar(255) NOT NULL DEFAULT '', heartbeat timestamp NULL DEFAULT NULL, created_at timestamp DEFAULT now(), updated_at TIMESTAMP DEFAULT now() ON UPDATE now(), PRIMARY KEY (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE task (id BIGINT(11) NOT NULL AUTO_INCREMENT, flow_id bigint(20) NOT NULL, name varchar(255) NOT NULL, status varchar(255) NOT NULL DEFAULT '', output text NULL, error text NULL, steps varchar(2048) NOT NULL DEFAULT '', log text NULL, started_at timestamp NULL DEFAULT NULL, finished_at timestamp NULL DEFAULT NULL, created_at timestamp DEFAULT now(), updated_at TIMESTAMP DEFAULT now() ON UPDATE now(), PRIMARY KEY (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE mesh (id BIGINT(11) NOT NULL AUTO_INCREMENT, tenant_id varchar(255) NOT NULL, name varchar(64) NOT NULL, region varchar(64) NOT NULL, title varchar(255) NOT NULL, status varchar(255) NOT NULL, version varchar(64) NOT NULL, last_version varchar(64) NOT NULL DEFAULT '', config varchar(10000) NOT NULL, deleted_flag bigint(20) NOT NULL DEFAULT 0, deleted_at timestamp NULL DEFAULT NULL, created_at timestamp DEFAULT now(), updated_at TIMESTAMP DEFAULT now() ON UPDATE now(), PRIMARY KEY (id), UNIQUE KEY idx_name_deleted_flag (name, deleted_flag)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE cluster (id BIGINT(11) NOT NULL AUTO_INCREMENT, name varchar(64) NOT NULL, region varchar(64) NOT NULL, mesh_name varchar(64) NOT NULL, role varchar(64) NOT NULL DEFAULT 'master', deleted_flag bigint(20) NOT NULL DEFAULT 0, deleted_at timestamp NULL DEFAULT NULL, created_at timestamp DEFAULT now(), updated_at TIMESTAMP DEFAULT now() ON UPDATE now(), PRIMARY KEY (id), UNIQUE KEY idx_name_deleted_flag (name, deleted_flag)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE lb_resource (id BIGINT(11) NOT NULL AUTO_INCREMENT, name varchar(64) NOT NULL, mesh_name varchar(32) NOT NULL, status varchar(32) NOT NULL DEFAULT '', PRIMARY KEY (id), UNIQUE KEY uni_idx_key (name)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+ALTER TABLE mesh ADD COLUMN state text NULL;
+ALTER TABLE mesh ADD COLUMN mode varchar(32) NOT NULL DEFAULT '';
+ALTER TABLE cluster ADD COLUMN phase varchar(32) NOT NULL DEFAULT '';
+ALTER TABLE mesh ADD COLUMN tasks text NULL;
+ALTER TABLE mesh MODIFY COLUMN config text;
+ALTER TABLE cluster ADD COLUMN linked_at timestamp NULL DEFAULT NULL;
+ALTER TABLE cluster ADD COLUMN error varchar(2048) NOT NULL DEFAULT '';
+CREATE TABLE mesh_events (id BIGINT(11) NOT NULL AUTO_INCREMENT, name varchar(64) NOT NULL, events text NULL, PRIMARY KEY (id), UNIQUE KEY idx_name (name)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -1,0 +1,2 @@
+ALTER TABLE mesh DROP COLUMN owner_epoch;
+ALTER TABLE mesh DROP COLUMN generation;

@@ -1,0 +1,117 @@
+//! The command log: every accepted command by its envelope id, with its outcome.
+//!
+//! Recording is the idempotency gate: the first delivery of a command id inserts its row and goes
+//! on to act; any later delivery — even one long after the bus's duplicate window — finds the row
+//! and does nothing but report the recorded outcome.
+
+use diesel::prelude::*;
+use mesh_core::CommandStatus;
+
+use super::{Store, StoreError, now};
+use crate::database::AnyConnection;
+use crate::models::{CommandRecord, NewCommand};
+use crate::schema::command_log;
+
+/// The result of recording a command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRecorded {
+    /// The command's row as it now stands.
+    pub record: CommandRecord,
+    /// Whether the id had been recorded before (this delivery must have no effect).
+    pub duplicate: bool,
+}
+
+fn load_command(conn: &mut AnyConnection, id: &str) -> Result<Option<CommandRecord>, StoreError> {
+    command_log::table
+        .find(id)
+        .select(CommandRecord::as_select())
+        .first(conn)
+        .optional()
+        .map_err(|e| StoreError::query("load command", "command", id, e))
+}
+
+impl Store {
+    /// Records a command unless its id is known; tells which happened.
+    pub async fn record_command(&self, new: NewCommand) -> Result<CommandRecorded, StoreError> {
+        self.run("record command", move |conn| {
+            let inserted = diesel::insert_into(command_log::table)
+                .values(&new)
+                .execute(conn)
+                .map_err(|e| StoreError::query("record command", "command", &new.command_id, e));
+            let duplicate = match inserted {
+                Ok(_) => false,
+                Err(StoreError::AlreadyExists { .. }) => true,
+                Err(e) => return Err(e),
+            };
+            let record =
+                load_command(conn, &new.command_id)?.ok_or_else(|| StoreError::NotFound {
+                    what: "command",
+                    key: new.command_id.clone(),
+                })?;
+            Ok(CommandRecorded { record, duplicate })
+        })
+        .await
+    }
+
+    /// Records a command's outcome and the flow it started.
+    pub async fn complete_command(
+        &self,
+        id: &str,
+        status: CommandStatus,
+        result: Option<String>,
+        flow_id: Option<i64>,
+    ) -> Result<CommandRecord, StoreError> {
+        let id = id.to_owned();
+        self.run("complete command", move |conn| {
+            let changed = diesel::update(command_log::table.find(&id))
+                .set((
+                    command_log::status.eq(status.as_str()),
+                    command_log::result.eq(result),
+                    command_log::flow_id.eq(flow_id),
+                    command_log::updated_at.eq(now()),
+                ))
+                .execute(conn)
+                .map_err(|e| StoreError::query("complete command", "command", &id, e))?;
+            if changed == 0 {
+                return Err(StoreError::NotFound {
+                    what: "command",
+                    key: id,
+                });
+            }
+            load_command(conn, &id)?.ok_or(StoreError::NotFound {
+                what: "command",
+                key: id,
+            })
+        })
+        .await
+    }
+
+    /// A command by id.
+    pub async fn get_command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run("get command", move |conn| load_command(conn, &id))
+            .await
+    }
+
+    /// The commands of a mesh, newest first, at most `limit`.
+    pub async fn list_commands(
+        &self,
+        mesh_name: &str,
+        limit: i64,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        let mesh_name = mesh_name.to_owned();
+        self.run("list commands", move |conn| {
+            command_log::table
+                .filter(command_log::mesh_name.eq(&mesh_name))
+                .order((
+                    command_log::created_at.desc(),
+                    command_log::command_id.desc(),
+                ))
+                .limit(limit)
+                .select(CommandRecord::as_select())
+                .load(conn)
+                .map_err(|e| StoreError::query("list commands", "mesh", &mesh_name, e))
+        })
+        .await
+    }
+}

@@ -1,0 +1,305 @@
+//! Flows and tasks: the persistent record of every operation on a mesh, so a new owner can
+//! resume a flow from its current task and users can see what happened.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use mesh_core::{FlowStatus, TaskStatus};
+
+use super::{Store, StoreError, last_insert_id, now};
+use crate::models::{FlowRecord, NewFlow, NewTask, TaskRecord};
+use crate::schema::{flow, task};
+
+/// Most log text kept per flow or task; older lines are dropped first.
+const MAX_LOG_BYTES: usize = 60_000;
+
+fn append_log(existing: Option<String>, line: &str) -> String {
+    let mut log = existing.unwrap_or_default();
+    if !log.is_empty() {
+        log.push('\n');
+    }
+    log.push_str(line);
+    if log.len() > MAX_LOG_BYTES {
+        let mut cut = log.len() - MAX_LOG_BYTES;
+        while !log.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let next_line = log[cut..].find('\n').map_or(cut, |i| cut + i + 1);
+        log.drain(..next_line);
+    }
+    log
+}
+
+/// A change of a flow's status; timestamps follow from the status.
+#[derive(Debug, Clone)]
+pub struct FlowTransition {
+    /// The new status.
+    pub status: FlowStatus,
+    /// A log line to append, if any.
+    pub log_line: Option<String>,
+}
+
+/// A change of a task's status.
+#[derive(Debug, Clone, Default)]
+pub struct TaskTransition {
+    /// The new status.
+    pub status: Option<TaskStatus>,
+    /// Output to record (JSON).
+    pub output: Option<String>,
+    /// Error to record.
+    pub error: Option<String>,
+    /// New step summary.
+    pub steps: Option<String>,
+    /// A log line to append.
+    pub log_line: Option<String>,
+}
+
+fn load_flow(conn: &mut crate::database::AnyConnection, id: i64) -> Result<FlowRecord, StoreError> {
+    flow::table
+        .find(id)
+        .select(FlowRecord::as_select())
+        .first(conn)
+        .optional()
+        .map_err(|e| StoreError::query("load flow", "flow", id.to_string(), e))?
+        .ok_or(StoreError::NotFound {
+            what: "flow",
+            key: id.to_string(),
+        })
+}
+
+fn load_task(conn: &mut crate::database::AnyConnection, id: i64) -> Result<TaskRecord, StoreError> {
+    task::table
+        .find(id)
+        .select(TaskRecord::as_select())
+        .first(conn)
+        .optional()
+        .map_err(|e| StoreError::query("load task", "task", id.to_string(), e))?
+        .ok_or(StoreError::NotFound {
+            what: "task",
+            key: id.to_string(),
+        })
+}
+
+impl Store {
+    /// Records a new flow.
+    pub async fn create_flow(&self, new: NewFlow) -> Result<FlowRecord, StoreError> {
+        self.run("create flow", move |conn| {
+            conn.transaction(|conn| {
+                diesel::insert_into(flow::table)
+                    .values(&new)
+                    .execute(conn)
+                    .map_err(|e| StoreError::query("create flow", "flow", &new.name, e))?;
+                let id = last_insert_id(conn)
+                    .map_err(|e| StoreError::query("create flow", "flow", &new.name, e))?;
+                load_flow(conn, id)
+            })
+        })
+        .await
+    }
+
+    /// A flow by id.
+    pub async fn get_flow(&self, id: i64) -> Result<Option<FlowRecord>, StoreError> {
+        self.run("get flow", move |conn| match load_flow(conn, id) {
+            Ok(flow) => Ok(Some(flow)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    /// The flows of a mesh, newest first, at most `limit`.
+    pub async fn list_flows(
+        &self,
+        mesh_name: &str,
+        limit: i64,
+    ) -> Result<Vec<FlowRecord>, StoreError> {
+        let mesh_name = mesh_name.to_owned();
+        self.run("list flows", move |conn| {
+            flow::table
+                .filter(flow::mesh_name.eq(&mesh_name))
+                .order(flow::id.desc())
+                .limit(limit)
+                .select(FlowRecord::as_select())
+                .load(conn)
+                .map_err(|e| StoreError::query("list flows", "mesh", &mesh_name, e))
+        })
+        .await
+    }
+
+    /// Moves a flow to a new status (setting `started_at` on first run and `finished_at` at the
+    /// end) and appends a log line.
+    pub async fn transition_flow(
+        &self,
+        id: i64,
+        transition: FlowTransition,
+    ) -> Result<FlowRecord, StoreError> {
+        self.run("update flow", move |conn| {
+            conn.transaction(|conn| {
+                let current = load_flow(conn, id)?;
+                let at = now();
+                let started = current
+                    .started_at
+                    .or((transition.status == FlowStatus::Running).then_some(at));
+                let finished = transition
+                    .status
+                    .is_terminal()
+                    .then_some(at)
+                    .or(current.finished_at);
+                let log = match &transition.log_line {
+                    Some(line) => Some(append_log(current.log, line)),
+                    None => current.log,
+                };
+                diesel::update(flow::table.find(id))
+                    .set((
+                        flow::status.eq(transition.status.as_str()),
+                        flow::started_at.eq(started),
+                        flow::finished_at.eq(finished),
+                        flow::log.eq(log),
+                        flow::updated_at.eq(at),
+                    ))
+                    .execute(conn)
+                    .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
+                load_flow(conn, id)
+            })
+        })
+        .await
+    }
+
+    /// Records that `processor` is alive and running the flow.
+    pub async fn heartbeat_flow(&self, id: i64, processor: &str) -> Result<(), StoreError> {
+        let processor = processor.to_owned();
+        self.run("heartbeat flow", move |conn| {
+            let changed = diesel::update(flow::table.find(id))
+                .set((
+                    flow::processor.eq(&processor),
+                    flow::heartbeat.eq(Some(now())),
+                ))
+                .execute(conn)
+                .map_err(|e| StoreError::query("heartbeat flow", "flow", id.to_string(), e))?;
+            if changed == 0 {
+                return Err(StoreError::NotFound {
+                    what: "flow",
+                    key: id.to_string(),
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Unfinished flows whose runner has not sent a heartbeat since `stale_before` (or never):
+    /// the flows a new owner should resume.
+    pub async fn list_orphaned_flows(
+        &self,
+        stale_before: NaiveDateTime,
+    ) -> Result<Vec<FlowRecord>, StoreError> {
+        self.run("list orphaned flows", move |conn| {
+            let unfinished: Vec<&str> = FlowStatus::ALL
+                .iter()
+                .filter(|s| !s.is_terminal())
+                .map(|s| s.as_str())
+                .collect();
+            flow::table
+                .filter(flow::status.eq_any(unfinished))
+                .filter(
+                    flow::heartbeat
+                        .is_null()
+                        .or(flow::heartbeat.lt(stale_before)),
+                )
+                .order(flow::id.asc())
+                .select(FlowRecord::as_select())
+                .load(conn)
+                .map_err(|e| StoreError::query("list orphaned flows", "flows", "", e))
+        })
+        .await
+    }
+
+    /// Records a new task of a flow.
+    pub async fn create_task(&self, new: NewTask) -> Result<TaskRecord, StoreError> {
+        self.run("create task", move |conn| {
+            conn.transaction(|conn| {
+                diesel::insert_into(task::table)
+                    .values(&new)
+                    .execute(conn)
+                    .map_err(|e| StoreError::query("create task", "task", &new.name, e))?;
+                let id = last_insert_id(conn)
+                    .map_err(|e| StoreError::query("create task", "task", &new.name, e))?;
+                load_task(conn, id)
+            })
+        })
+        .await
+    }
+
+    /// Updates a task.
+    pub async fn transition_task(
+        &self,
+        id: i64,
+        transition: TaskTransition,
+    ) -> Result<TaskRecord, StoreError> {
+        self.run("update task", move |conn| {
+            conn.transaction(|conn| {
+                let current = load_task(conn, id)?;
+                let at = now();
+                let status = transition
+                    .status
+                    .map_or(current.status.clone(), |s| s.as_str().to_owned());
+                let started = current
+                    .started_at
+                    .or((transition.status == Some(TaskStatus::Running)).then_some(at));
+                let finished = transition
+                    .status
+                    .filter(|s| s.is_terminal())
+                    .map(|_| at)
+                    .or(current.finished_at);
+                let log = match &transition.log_line {
+                    Some(line) => Some(append_log(current.log, line)),
+                    None => current.log,
+                };
+                diesel::update(task::table.find(id))
+                    .set((
+                        task::status.eq(status),
+                        task::output.eq(transition.output.or(current.output)),
+                        task::error.eq(transition.error.or(current.error)),
+                        task::steps.eq(transition.steps.unwrap_or(current.steps)),
+                        task::log.eq(log),
+                        task::started_at.eq(started),
+                        task::finished_at.eq(finished),
+                        task::updated_at.eq(at),
+                    ))
+                    .execute(conn)
+                    .map_err(|e| StoreError::query("update task", "task", id.to_string(), e))?;
+                load_task(conn, id)
+            })
+        })
+        .await
+    }
+
+    /// The tasks of a flow, in creation order.
+    pub async fn list_tasks(&self, flow_id: i64) -> Result<Vec<TaskRecord>, StoreError> {
+        self.run("list tasks", move |conn| {
+            task::table
+                .filter(task::flow_id.eq(flow_id))
+                .order(task::id.asc())
+                .select(TaskRecord::as_select())
+                .load(conn)
+                .map_err(|e| StoreError::query("list tasks", "flow", flow_id.to_string(), e))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_keep_their_newest_lines_within_the_limit() {
+        let mut log = None;
+        for i in 0..10_000 {
+            log = Some(append_log(log, &format!("line {i} ✓")));
+        }
+        let log = log.expect("log");
+        assert!(log.len() <= MAX_LOG_BYTES);
+        assert!(log.ends_with("line 9999 ✓"));
+        assert!(log.starts_with("line "), "cut at a line start");
+    }
+}

@@ -1,0 +1,271 @@
+//! The [`Store`]: every read and write of mesh-manager's state.
+//!
+//! Each operation checks a connection out of the pool on a blocking thread (diesel is synchronous)
+//! and returns a [`StoreError`] that names the operation and the key it was about. The operations
+//! are grouped by table family:
+//! - [`mesh`]: meshes — create, get, list by tenant, compare-and-set updates fenced by owner epoch,
+//!   soft delete;
+//! - [`cluster`]: member clusters of meshes, the cluster registry with sealed credentials, and the
+//!   load-balancer resources of meshes;
+//! - [`flow`]: flows and their tasks;
+//! - [`event`]: the append-only event history and the seed's `mesh_events` snapshot;
+//! - [`command`]: the command log that keeps every command's effect single.
+
+pub mod cluster;
+pub mod command;
+pub mod event;
+pub mod flow;
+pub mod mesh;
+
+use std::sync::Arc;
+
+use chrono::{NaiveDateTime, Utc};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use mesh_core::TenantId;
+
+use crate::crypto::{CryptoError, SecretBox};
+use crate::database::{AnyConnection, DatabaseError, DatabaseTarget, Pool};
+
+/// Which meshes a caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantScope {
+    /// Every tenant (administrators, workers).
+    All,
+    /// One tenant only.
+    Tenant(TenantId),
+}
+
+impl TenantScope {
+    fn tenant(&self) -> Option<&str> {
+        match self {
+            Self::All => None,
+            Self::Tenant(tenant) => Some(tenant.as_str()),
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached.
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    /// No connection became free in time.
+    #[error("no database connection available for {op}: {reason}")]
+    Pool {
+        /// The operation.
+        op: &'static str,
+        /// The pool's message.
+        reason: String,
+    },
+    /// A query failed.
+    #[error("failed to {op} {key}")]
+    Query {
+        /// The operation.
+        op: &'static str,
+        /// The key it was about.
+        key: String,
+        /// The database error.
+        source: DieselError,
+    },
+    /// The row does not exist (or is deleted, or belongs to another tenant).
+    #[error("{what} {key} not found")]
+    NotFound {
+        /// What was looked up.
+        what: &'static str,
+        /// Its key.
+        key: String,
+    },
+    /// A live row with that unique key exists.
+    #[error("{what} {key} already exists")]
+    AlreadyExists {
+        /// What was created.
+        what: &'static str,
+        /// Its key.
+        key: String,
+    },
+    /// A compare-and-set found another generation.
+    #[error("mesh {mesh} is at generation {actual}, not {expected}: reload it and retry")]
+    GenerationConflict {
+        /// The mesh.
+        mesh: String,
+        /// What the caller expected.
+        expected: i64,
+        /// What the row holds.
+        actual: i64,
+    },
+    /// The writer's lease epoch is older than the mesh's owner epoch: it lost ownership.
+    #[error("write to mesh {mesh} refused: epoch {epoch} is older than owner epoch {owner_epoch}")]
+    Fenced {
+        /// The mesh.
+        mesh: String,
+        /// The writer's epoch.
+        epoch: i64,
+        /// The epoch recorded on the mesh.
+        owner_epoch: i64,
+    },
+    /// Beginning or committing a transaction failed.
+    #[error("database transaction failed")]
+    Transaction(#[from] DieselError),
+    /// Sealing or opening a secret failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A value could not be encoded for storage.
+    #[error("failed to encode {what}: {reason}")]
+    Encode {
+        /// What was encoded.
+        what: &'static str,
+        /// The encoder's message.
+        reason: String,
+    },
+    /// The blocking task running the operation panicked or was cancelled.
+    #[error("database operation {op} did not complete")]
+    Aborted {
+        /// The operation.
+        op: &'static str,
+    },
+}
+
+impl StoreError {
+    /// Wraps a diesel error, telling unique-key violations apart.
+    pub(crate) fn query(
+        op: &'static str,
+        what: &'static str,
+        key: impl Into<String>,
+        source: DieselError,
+    ) -> Self {
+        let key = key.into();
+        match source {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                Self::AlreadyExists { what, key }
+            }
+            source => Self::Query { op, key, source },
+        }
+    }
+
+    /// Whether the failure is transient (connection lost, pool exhausted, deadlock) and the
+    /// operation may be retried as is.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(DatabaseError::Connect { .. }) | Self::Pool { .. } => true,
+            Self::Query { source, .. } => matches!(
+                source,
+                DieselError::DatabaseError(
+                    DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection,
+                    _
+                ) | DieselError::BrokenTransactionManager
+            ),
+            Self::Transaction(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The store over one database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    target: DatabaseTarget,
+    secrets: SecretBox,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("target", &self.inner.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens a store: applies pending migrations when `migrate` is set, then builds the pool.
+    pub async fn open(
+        target: DatabaseTarget,
+        secrets: SecretBox,
+        pool_size: u32,
+        migrate: bool,
+    ) -> Result<Self, StoreError> {
+        let opened = tokio::task::spawn_blocking(move || -> Result<Self, StoreError> {
+            if migrate {
+                target.migrate()?;
+            }
+            let pool = target.pool(pool_size)?;
+            Ok(Self {
+                inner: Arc::new(Inner {
+                    pool,
+                    target,
+                    secrets,
+                }),
+            })
+        })
+        .await
+        .map_err(|_| StoreError::Aborted { op: "open store" })?;
+        opened
+    }
+
+    /// The database this store writes to.
+    pub fn target(&self) -> &DatabaseTarget {
+        &self.inner.target
+    }
+
+    pub(crate) fn secrets(&self) -> &SecretBox {
+        &self.inner.secrets
+    }
+
+    /// Runs `work` with a pooled connection on a blocking thread.
+    pub(crate) async fn run<T, F>(&self, op: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.pool.get().map_err(|e| StoreError::Pool {
+                op,
+                reason: e.to_string(),
+            })?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|_| StoreError::Aborted { op })?
+    }
+
+    /// Checks that the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        use diesel::RunQueryDsl;
+        self.run("ping the database", |conn| {
+            diesel::sql_query("SELECT 1")
+                .execute(conn)
+                .map(drop)
+                .map_err(|source| StoreError::query("ping", "database", "", source))
+        })
+        .await
+    }
+}
+
+/// The current time as stored: UTC without a zone, the form both backends keep.
+pub(crate) fn now() -> NaiveDateTime {
+    Utc::now().naive_utc()
+}
+
+#[derive(diesel::QueryableByName)]
+struct LastInsertId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+/// The id the last insert on this connection generated (each backend names it differently).
+pub(crate) fn last_insert_id(conn: &mut AnyConnection) -> diesel::QueryResult<i64> {
+    use diesel::RunQueryDsl;
+    let sql = match conn {
+        AnyConnection::Mysql(_) => "SELECT CAST(LAST_INSERT_ID() AS SIGNED) AS id",
+        AnyConnection::Sqlite(_) => "SELECT last_insert_rowid() AS id",
+    };
+    diesel::sql_query(sql)
+        .get_result::<LastInsertId>(conn)
+        .map(|row| row.id)
+}

@@ -1,0 +1,656 @@
+//! Every Store operation, run on SQLite and on a real MariaDB.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::Harness;
+use diesel::prelude::*;
+use mesh_core::{CommandStatus, FlowStatus, TaskStatus, TenantId};
+use mesh_schema::models::{NewCommand, NewEvent, NewFlow, NewMemberCluster, NewMesh, NewTask};
+use mesh_schema::store::cluster::RegisterCluster;
+use mesh_schema::store::flow::{FlowTransition, TaskTransition};
+use mesh_schema::store::mesh::{MeshSpecChange, MeshStatusChange};
+use mesh_schema::{StoreError, TenantScope};
+
+fn new_mesh(tenant: &str, name: &str) -> NewMesh {
+    NewMesh {
+        tenant_id: tenant.into(),
+        name: name.into(),
+        region: "eu-west".into(),
+        title: format!("{name} mesh"),
+        status: "Creating".into(),
+        version: "1.30.3".into(),
+        config: Some(r#"{"traceSampling":1.0}"#.into()),
+        mode: "multi-primary".into(),
+        state: None,
+    }
+}
+
+fn tenant(id: &str) -> TenantScope {
+    TenantScope::Tenant(TenantId::new(id).unwrap())
+}
+
+async fn meshes_are_created_read_and_listed_per_tenant(h: Harness) {
+    let store = &h.store;
+    let created = store.create_mesh(new_mesh("t1", "alpha")).await.unwrap();
+    assert_eq!(created.generation, 1);
+    assert_eq!(created.owner_epoch, 0);
+    assert_eq!(created.deleted_flag, 0);
+    assert_eq!(created.status, "Creating");
+    store.create_mesh(new_mesh("t1", "beta")).await.unwrap();
+    store.create_mesh(new_mesh("t2", "gamma")).await.unwrap();
+
+    let t1: Vec<String> = store
+        .list_meshes(&tenant("t1"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(t1, ["alpha", "beta"]);
+    assert_eq!(store.list_meshes(&TenantScope::All).await.unwrap().len(), 3);
+    assert!(
+        store
+            .get_mesh(&tenant("t2"), "alpha")
+            .await
+            .unwrap()
+            .is_none(),
+        "other tenants cannot see it"
+    );
+    let got = store
+        .get_mesh(&tenant("t1"), "alpha")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, created);
+
+    let err = store
+        .create_mesh(new_mesh("t2", "alpha"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyExists { what: "mesh", .. }),
+        "{err}"
+    );
+}
+
+async fn deleted_mesh_names_can_be_used_again(h: Harness) {
+    let store = &h.store;
+    let first = store.create_mesh(new_mesh("t1", "reuse")).await.unwrap();
+    store
+        .add_member_cluster(NewMemberCluster {
+            name: "c1".into(),
+            region: "r".into(),
+            mesh_name: "reuse".into(),
+            role: "master".into(),
+            phase: "Pending".into(),
+        })
+        .await
+        .unwrap();
+    let deleted = store.soft_delete_mesh("reuse", 0).await.unwrap();
+    assert_eq!(
+        deleted.deleted_flag, first.id,
+        "deleted_flag becomes the row id"
+    );
+    assert!(deleted.deleted_at.is_some());
+    assert!(
+        store
+            .get_mesh(&TenantScope::All, "reuse")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .list_member_clusters("reuse")
+            .await
+            .unwrap()
+            .is_empty(),
+        "members leave with the mesh"
+    );
+
+    let second = store.create_mesh(new_mesh("t1", "reuse")).await.unwrap();
+    assert_ne!(second.id, first.id);
+    assert!(matches!(
+        store.soft_delete_mesh("missing", 0).await.unwrap_err(),
+        StoreError::NotFound { .. }
+    ));
+}
+
+async fn spec_updates_are_compare_and_set_by_generation(h: Harness) {
+    let store = &h.store;
+    store.create_mesh(new_mesh("t1", "cas")).await.unwrap();
+    let change = MeshSpecChange {
+        version: Some("1.30.2".into()),
+        last_version: Some("1.30.3".into()),
+        ..Default::default()
+    };
+    let updated = store
+        .update_mesh_spec("cas", 1, 0, change.clone())
+        .await
+        .unwrap();
+    assert_eq!(updated.generation, 2);
+    assert_eq!(updated.version, "1.30.2");
+    assert_eq!(updated.last_version, "1.30.3");
+    assert_eq!(updated.title, "cas mesh", "untouched fields stay");
+
+    let stale = store
+        .update_mesh_spec("cas", 1, 0, change)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            StoreError::GenerationConflict {
+                expected: 1,
+                actual: 2,
+                ..
+            }
+        ),
+        "{stale}"
+    );
+    assert!(matches!(
+        store
+            .update_mesh_spec("nope", 1, 0, MeshSpecChange::default())
+            .await
+            .unwrap_err(),
+        StoreError::NotFound { .. }
+    ));
+}
+
+async fn writes_from_an_older_owner_epoch_are_fenced(h: Harness) {
+    let store = &h.store;
+    store.create_mesh(new_mesh("t1", "fenced")).await.unwrap();
+    assert_eq!(store.claim_mesh("fenced", 5).await.unwrap().owner_epoch, 5);
+
+    let status = MeshStatusChange {
+        status: Some("Running".into()),
+        ..Default::default()
+    };
+    let stale = store
+        .update_mesh_status("fenced", 4, status.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            StoreError::Fenced {
+                epoch: 4,
+                owner_epoch: 5,
+                ..
+            }
+        ),
+        "{stale}"
+    );
+    assert!(matches!(
+        store.claim_mesh("fenced", 3).await.unwrap_err(),
+        StoreError::Fenced { .. }
+    ));
+    assert!(matches!(
+        store
+            .update_mesh_spec("fenced", 1, 4, MeshSpecChange::default())
+            .await
+            .unwrap_err(),
+        StoreError::Fenced { .. }
+    ));
+    assert!(matches!(
+        store.soft_delete_mesh("fenced", 4).await.unwrap_err(),
+        StoreError::Fenced { .. }
+    ));
+
+    let row = store.update_mesh_status("fenced", 5, status).await.unwrap();
+    assert_eq!(row.status, "Running");
+    assert_eq!(row.generation, 1, "status is not desired state");
+    let taken_over = store
+        .update_mesh_status("fenced", 9, MeshStatusChange::default())
+        .await
+        .unwrap();
+    assert_eq!(taken_over.owner_epoch, 9);
+    assert!(
+        store
+            .update_mesh_status("fenced", 5, MeshStatusChange::default())
+            .await
+            .is_err()
+    );
+}
+
+async fn member_clusters_record_their_phase(h: Harness) {
+    let store = &h.store;
+    store.create_mesh(new_mesh("t1", "m")).await.unwrap();
+    for (name, role) in [("east", "master"), ("west", "remote")] {
+        store
+            .add_member_cluster(NewMemberCluster {
+                name: name.into(),
+                region: "r1".into(),
+                mesh_name: "m".into(),
+                role: role.into(),
+                phase: "Pending".into(),
+            })
+            .await
+            .unwrap();
+    }
+    let dup = store
+        .add_member_cluster(NewMemberCluster {
+            name: "east".into(),
+            region: "r1".into(),
+            mesh_name: "other".into(),
+            role: "master".into(),
+            phase: "Pending".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(dup, StoreError::AlreadyExists { .. }),
+        "a cluster is in one mesh at a time"
+    );
+
+    let linked_at = Utc::now().naive_utc();
+    let east = store
+        .update_member_phase("east", "Linked", "", Some(Some(linked_at)))
+        .await
+        .unwrap();
+    assert_eq!(east.phase, "Linked");
+    assert!(east.linked_at.is_some());
+    let east = store
+        .update_member_phase("east", "Failed", "istiod not ready", None)
+        .await
+        .unwrap();
+    assert_eq!(east.error, "istiod not ready");
+    assert!(east.linked_at.is_some(), "None leaves linked_at alone");
+
+    let names: Vec<_> = store
+        .list_member_clusters("m")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.name, c.role))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("east".to_owned(), "master".to_owned()),
+            ("west".to_owned(), "remote".to_owned())
+        ]
+    );
+    store.remove_member_cluster("west").await.unwrap();
+    assert_eq!(store.list_member_clusters("m").await.unwrap().len(), 1);
+    assert!(store.remove_member_cluster("west").await.is_err());
+}
+
+async fn registered_cluster_credentials_are_sealed_at_rest(h: Harness) {
+    let store = &h.store;
+    let kubeconfig = "apiVersion: v1\nusers:\n- user:\n    token: very-secret-token\n";
+    let registered = store
+        .register_cluster(RegisterCluster {
+            tenant_id: "t1".into(),
+            name: "prod-1".into(),
+            region: "eu".into(),
+            server: "https://127.0.0.1:6443".into(),
+            auth_kind: "token".into(),
+            kubeconfig: kubeconfig.into(),
+            status: "Reachable".into(),
+            status_message: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(registered.name, "prod-1");
+    assert_eq!(
+        store.cluster_kubeconfig("prod-1").await.unwrap(),
+        kubeconfig
+    );
+
+    // Read the raw column: the token must not be there in the clear.
+    let target = h.target.clone();
+    let raw: String = tokio::task::spawn_blocking(move || {
+        use mesh_schema::schema::registered_cluster::dsl::*;
+        let mut conn = target.connect().unwrap();
+        registered_cluster
+            .select(credentials_sealed)
+            .first::<String>(&mut conn)
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!raw.contains("very-secret-token"));
+    assert!(raw.starts_with("v1:"));
+
+    assert!(
+        store
+            .get_registered_cluster(&tenant("t2"), "prod-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .list_registered_clusters(&tenant("t1"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .list_registered_clusters(&tenant("t2"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .update_registered_cluster_status("prod-1", "Unreachable", "connection refused")
+        .await
+        .unwrap();
+    let row = store
+        .get_registered_cluster(&TenantScope::All, "prod-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.status.as_str(), row.status_message.as_str()),
+        ("Unreachable", "connection refused")
+    );
+
+    store
+        .create_mesh(new_mesh("t1", "uses-prod"))
+        .await
+        .unwrap();
+    store
+        .add_member_cluster(NewMemberCluster {
+            name: "prod-1".into(),
+            region: "eu".into(),
+            mesh_name: "uses-prod".into(),
+            role: "master".into(),
+            phase: "Pending".into(),
+        })
+        .await
+        .unwrap();
+    let busy = store
+        .remove_registered_cluster(&TenantScope::All, "prod-1")
+        .await
+        .unwrap_err();
+    assert!(busy.to_string().contains("uses-prod"), "{busy}");
+    store.remove_member_cluster("prod-1").await.unwrap();
+    assert!(matches!(
+        store
+            .remove_registered_cluster(&tenant("t2"), "prod-1")
+            .await
+            .unwrap_err(),
+        StoreError::NotFound { .. }
+    ));
+    store
+        .remove_registered_cluster(&tenant("t1"), "prod-1")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.cluster_kubeconfig("prod-1").await.unwrap_err(),
+        StoreError::NotFound { .. }
+    ));
+}
+
+async fn flows_and_tasks_record_every_transition(h: Harness) {
+    let store = &h.store;
+    let flow = store
+        .create_flow(NewFlow {
+            tenant_id: "t1".into(),
+            mesh_name: "m".into(),
+            name: "install-m".into(),
+            def_name: "install".into(),
+            status: FlowStatus::Pending.as_str().into(),
+            input: "{}".into(),
+            processor: String::new(),
+        })
+        .await
+        .unwrap();
+    let second = store
+        .create_flow(NewFlow {
+            tenant_id: "t1".into(),
+            mesh_name: "m".into(),
+            name: "upgrade-m".into(),
+            def_name: "upgrade".into(),
+            status: FlowStatus::Pending.as_str().into(),
+            input: "{}".into(),
+            processor: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(second.id > flow.id);
+
+    let running = store
+        .transition_flow(
+            flow.id,
+            FlowTransition {
+                status: FlowStatus::Running,
+                log_line: Some("started".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(running.started_at.is_some() && running.finished_at.is_none());
+
+    let task = store
+        .create_task(NewTask {
+            flow_id: flow.id,
+            name: "install-istio:east".into(),
+            status: TaskStatus::Pending.as_str().into(),
+            steps: String::new(),
+        })
+        .await
+        .unwrap();
+    store
+        .transition_task(
+            task.id,
+            TaskTransition {
+                status: Some(TaskStatus::Running),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let failed = store
+        .transition_task(
+            task.id,
+            TaskTransition {
+                status: Some(TaskStatus::Failed),
+                error: Some("istiod never became ready".into()),
+                log_line: Some("waited 300s".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.status, "Failed");
+    assert!(failed.started_at.is_some() && failed.finished_at.is_some());
+    assert_eq!(failed.error.as_deref(), Some("istiod never became ready"));
+    assert_eq!(store.list_tasks(flow.id).await.unwrap(), vec![failed]);
+
+    // Never heartbeated, unfinished: both flows are orphans; after a heartbeat only the other is.
+    let stale_before = Utc::now().naive_utc() - Duration::seconds(30);
+    assert_eq!(
+        store.list_orphaned_flows(stale_before).await.unwrap().len(),
+        2
+    );
+    store.heartbeat_flow(flow.id, "worker-1").await.unwrap();
+    let orphans = store.list_orphaned_flows(stale_before).await.unwrap();
+    assert_eq!(
+        orphans.iter().map(|f| f.id).collect::<Vec<_>>(),
+        [second.id]
+    );
+
+    let done = store
+        .transition_flow(
+            flow.id,
+            FlowTransition {
+                status: FlowStatus::RolledBack,
+                log_line: Some("rolled back".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, "RolledBack");
+    assert_eq!(done.processor, "worker-1");
+    assert_eq!(done.log.as_deref(), Some("started\nrolled back"));
+    assert!(done.finished_at.is_some());
+
+    let listed: Vec<i64> = store
+        .list_flows("m", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(listed, [second.id, flow.id], "newest first");
+    assert!(store.get_flow(999_999).await.unwrap().is_none());
+    assert!(store.heartbeat_flow(999_999, "w").await.is_err());
+}
+
+fn event(id: &str, mesh: &str, kind: &str) -> NewEvent {
+    NewEvent {
+        event_id: id.into(),
+        tenant_id: "t1".into(),
+        mesh_name: mesh.into(),
+        kind: kind.into(),
+        correlation_id: None,
+        flow_id: None,
+        payload: format!(r#"{{"id":"{id}","kind":"{kind}"}}"#),
+        occurred_at: Utc::now().naive_utc(),
+    }
+}
+
+async fn events_are_appended_once_and_snapshotted(h: Harness) {
+    let store = &h.store;
+    let first = store
+        .append_event(event("e-1", "m", "MeshCreated"))
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    let again = store
+        .append_event(event("e-1", "m", "MeshCreated"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        mesh_schema::store::event::AppendedEvent {
+            id: first.id,
+            duplicate: true
+        }
+    );
+    for i in 2..=120 {
+        store
+            .append_event(event(&format!("e-{i}"), "m", "TaskFinished"))
+            .await
+            .unwrap();
+    }
+    store
+        .append_event(event("other-1", "other", "MeshCreated"))
+        .await
+        .unwrap();
+
+    let all = store.list_events("m", 0, 1000).await.unwrap();
+    assert_eq!(all.len(), 120);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let after = store.list_events("m", all[99].id, 1000).await.unwrap();
+    assert_eq!(after.len(), 20);
+    assert_eq!(after[0].event_id, "e-101");
+
+    let snapshot = store.event_snapshot("m").await.unwrap();
+    assert_eq!(snapshot.len(), mesh_schema::store::event::SNAPSHOT_EVENTS);
+    assert_eq!(snapshot.last().unwrap()["id"], "e-120");
+    assert!(store.event_snapshot("none").await.unwrap().is_empty());
+}
+
+async fn the_command_log_keeps_one_effect_per_command(h: Harness) {
+    let store = &h.store;
+    let cmd = NewCommand {
+        command_id: "0192f0c2-0000-7000-8000-000000000001".into(),
+        tenant_id: "t1".into(),
+        mesh_name: "m".into(),
+        kind: "CreateMesh".into(),
+        status: CommandStatus::Accepted.as_str().into(),
+    };
+    let first = store.record_command(cmd.clone()).await.unwrap();
+    assert!(!first.duplicate);
+    let redelivered = store.record_command(cmd.clone()).await.unwrap();
+    assert!(redelivered.duplicate);
+    assert_eq!(redelivered.record, first.record);
+
+    let done = store
+        .complete_command(
+            &cmd.command_id,
+            CommandStatus::Succeeded,
+            Some("{\"flow\":1}".into()),
+            Some(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, "Succeeded");
+    assert_eq!(done.flow_id, Some(1));
+    let late = store.record_command(cmd.clone()).await.unwrap();
+    assert!(late.duplicate);
+    assert_eq!(
+        late.record.status, "Succeeded",
+        "a late redelivery sees the outcome"
+    );
+    assert_eq!(store.list_commands("m", 10).await.unwrap().len(), 1);
+    assert!(store.get_command("missing").await.unwrap().is_none());
+    assert!(
+        store
+            .complete_command("missing", CommandStatus::Failed, None, None)
+            .await
+            .is_err()
+    );
+}
+
+async fn load_balancer_resources_are_upserted_by_name(h: Harness) {
+    let store = &h.store;
+    store
+        .upsert_lb_resource("east/istio-eastwestgateway", "m", "Pending")
+        .await
+        .unwrap();
+    let row = store
+        .upsert_lb_resource("east/istio-eastwestgateway", "m", "10.0.0.7")
+        .await
+        .unwrap();
+    assert_eq!(row.status, "10.0.0.7");
+    store
+        .upsert_lb_resource("west/istio-eastwestgateway", "m", "10.1.0.7")
+        .await
+        .unwrap();
+    assert_eq!(store.list_lb_resources("m").await.unwrap().len(), 2);
+    store
+        .delete_lb_resource("west/istio-eastwestgateway")
+        .await
+        .unwrap();
+    assert_eq!(store.list_lb_resources("m").await.unwrap().len(), 1);
+}
+
+async fn the_store_answers_pings_and_reports_no_pending_migrations(h: Harness) {
+    h.store.ping().await.unwrap();
+    let target = h.target.clone();
+    let pending = tokio::task::spawn_blocking(move || target.has_pending_migrations())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!pending);
+    let target = h.target.clone();
+    let again = tokio::task::spawn_blocking(move || target.migrate())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.is_empty(), "migrating twice applies nothing");
+}
+
+on_every_backend!(
+    meshes_are_created_read_and_listed_per_tenant,
+    deleted_mesh_names_can_be_used_again,
+    spec_updates_are_compare_and_set_by_generation,
+    writes_from_an_older_owner_epoch_are_fenced,
+    member_clusters_record_their_phase,
+    registered_cluster_credentials_are_sealed_at_rest,
+    flows_and_tasks_record_every_transition,
+    events_are_appended_once_and_snapshotted,
+    the_command_log_keeps_one_effect_per_command,
+    load_balancer_resources_are_upserted_by_name,
+    the_store_answers_pings_and_reports_no_pending_migrations,
+);
