@@ -189,7 +189,7 @@ impl Store {
         pool_size: u32,
         migrate: bool,
     ) -> Result<Self, StoreError> {
-        let opened = tokio::task::spawn_blocking(move || -> Result<Self, StoreError> {
+        tokio::task::spawn_blocking(move || -> Result<Self, StoreError> {
             if migrate {
                 target.migrate()?;
             }
@@ -203,8 +203,7 @@ impl Store {
             })
         })
         .await
-        .map_err(|_| StoreError::Aborted { op: "open store" })?;
-        opened
+        .map_err(|_| StoreError::Aborted { op: "open store" })?
     }
 
     /// The database this store writes to.

@@ -1,0 +1,24 @@
+//! mesh-api: the REST API of mesh-manager.
+//!
+//! # Layout
+//! - [`envelope`]: the seed's response body `{"result","err","rev","data"}` and [`ApiError`], the one
+//!   place errors become HTTP statuses (4xx for what the caller can fix, 5xx only for our faults,
+//!   never with internal details).
+//! - [`state`]: what handlers share — the version catalog and the readiness probes of the
+//!   backends.
+//! - [`routes`]: the handlers, one module per resource family, and [`routes::configure`] that
+//!   mounts them under `/apis/v1/mesh` next to `/healthz` and `/readyz`.
+//!
+//! Unknown routes, malformed JSON and oversized bodies answer in the same envelope, so clients
+//! always get a message a person can act on.
+
+pub mod envelope;
+pub mod routes;
+pub mod state;
+
+pub use envelope::{ApiError, ApiResponse};
+pub use routes::configure;
+pub use state::{ApiState, ReadinessProbe};
+
+/// Base path of every seed-compatible route.
+pub const BASE_PATH: &str = "/apis/v1/mesh";

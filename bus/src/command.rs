@@ -1,0 +1,486 @@
+//! Commands: what a user or a tool asks mesh-manager to do to one mesh.
+//!
+//! Input: the API, `meshctl` or any NATS client publishing on `<root>.cmd.<p>.<tenant>.<mesh>`.
+//! Output: deliveries to the worker that owns the partition. Names are imperative
+//! (`CreateMesh`). Every payload is validated when an envelope is built and again when one is
+//! decoded, so a worker only ever sees commands it can act on; whether a command makes sense
+//! for the mesh's current state (a conflicting flow, a stale generation) is the worker's call,
+//! answered with a `CommandRejected` event.
+
+use std::collections::HashSet;
+
+use mesh_core::{ClusterName, ClusterRole, IstioVersion, MeshMode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::envelope::{InvalidMessage, Validate, body_enum};
+
+body_enum! {
+    /// A command for one mesh. The variant name is the `kind` on the wire; each kind is at
+    /// version 1.
+    pub enum Command ("command") {
+        /// Create a mesh and install it into its clusters.
+        CreateMesh = 1,
+        /// Replace the mesh-wide configuration.
+        UpdateMeshConfig = 1,
+        /// Set the trace sampling percentage of the whole mesh.
+        SetTraceSampling = 1,
+        /// Add a member cluster.
+        AddCluster = 1,
+        /// Remove a member cluster.
+        RemoveCluster = 1,
+        /// Upgrade the mesh to another Istio version.
+        UpgradeMesh = 1,
+        /// Confirm or roll back a canary upgrade.
+        CanaryOperate = 1,
+        /// Delete the mesh and uninstall it from its clusters.
+        DeleteMesh = 1,
+    }
+}
+
+/// A member cluster as named in a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    /// The registered cluster's name.
+    pub name: ClusterName,
+    /// Whether it runs its own istiod (`master`) or uses a primary's (`remote`).
+    pub role: ClusterRole,
+    /// The Istio network the cluster is in (`topology.istio.io/network`).
+    pub network: String,
+}
+
+impl ClusterSpec {
+    fn check(&self, kind: &'static str) -> Result<(), InvalidMessage> {
+        let n = &self.network;
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
+        if n.is_empty() || n.len() > 63 || !n.chars().all(valid) {
+            return Err(InvalidMessage::new(
+                kind,
+                format!(
+                    "network of cluster {} must be 1 to 63 ASCII letters, digits, '-', '_' or '.'",
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_version(kind: &'static str, version: &str) -> Result<(), InvalidMessage> {
+    IstioVersion::parse(version)
+        .map(|_| ())
+        .map_err(|e| InvalidMessage::new(kind, e.to_string()))
+}
+
+fn check_config(kind: &'static str, config: &Value) -> Result<(), InvalidMessage> {
+    if !config.is_object() {
+        return Err(InvalidMessage::new(kind, "config must be a JSON object"));
+    }
+    Ok(())
+}
+
+fn check_text(
+    kind: &'static str,
+    what: &str,
+    value: &str,
+    max: usize,
+) -> Result<(), InvalidMessage> {
+    if value.trim().is_empty() || value.len() > max {
+        return Err(InvalidMessage::new(
+            kind,
+            format!("{what} must be 1 to {max} bytes and not blank"),
+        ));
+    }
+    Ok(())
+}
+
+/// Create a mesh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateMesh {
+    /// A human-readable title.
+    pub title: String,
+    /// The region the mesh is managed in.
+    pub region: String,
+    /// The Istio version to install (`1.30.3`).
+    pub version: String,
+    /// How the clusters share control planes.
+    pub mode: MeshMode,
+    /// The member clusters.
+    pub clusters: Vec<ClusterSpec>,
+    /// The mesh-wide configuration (a JSON object).
+    #[serde(default = "empty_object")]
+    pub config: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+impl Validate for CreateMesh {
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        const KIND: &str = "CreateMesh";
+        check_text(KIND, "title", &self.title, 255)?;
+        check_text(KIND, "region", &self.region, 64)?;
+        check_version(KIND, &self.version)?;
+        check_config(KIND, &self.config)?;
+        if self.clusters.is_empty() {
+            return Err(InvalidMessage::new(
+                KIND,
+                "a mesh needs at least one cluster",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for cluster in &self.clusters {
+            cluster.check(KIND)?;
+            if !seen.insert(&cluster.name) {
+                return Err(InvalidMessage::new(
+                    KIND,
+                    format!("cluster {} is listed twice", cluster.name),
+                ));
+            }
+        }
+        let primaries = self
+            .clusters
+            .iter()
+            .filter(|c| c.role == ClusterRole::Master)
+            .count();
+        let remotes = self.clusters.len() - primaries;
+        match self.mode {
+            MeshMode::Single if self.clusters.len() != 1 || primaries != 1 => Err(
+                InvalidMessage::new(KIND, "a single mesh has exactly one master cluster"),
+            ),
+            MeshMode::PrimaryRemote if primaries != 1 => Err(InvalidMessage::new(
+                KIND,
+                "a primary-remote mesh has exactly one master cluster",
+            )),
+            MeshMode::MultiPrimary if remotes != 0 => Err(InvalidMessage::new(
+                KIND,
+                "every cluster of a multi-primary mesh is a master",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Replace the mesh-wide configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateMeshConfig {
+    /// The new configuration (a JSON object).
+    pub config: Value,
+}
+
+impl Validate for UpdateMeshConfig {
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        check_config("UpdateMeshConfig", &self.config)
+    }
+}
+
+/// A trace sampling percentage: a finite number from 0 to 100.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct SamplingPercent(f64);
+
+impl SamplingPercent {
+    /// Validates `percent`.
+    pub fn new(percent: f64) -> Result<Self, InvalidMessage> {
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(InvalidMessage::new(
+                "SetTraceSampling",
+                format!("percent must be between 0 and 100, got {percent}"),
+            ));
+        }
+        Ok(Self(percent))
+    }
+
+    /// The percentage.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for SamplingPercent {
+    type Error = InvalidMessage;
+    fn try_from(value: f64) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<SamplingPercent> for f64 {
+    fn from(value: SamplingPercent) -> f64 {
+        value.0
+    }
+}
+
+/// Set the mesh-wide trace sampling percentage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetTraceSampling {
+    /// Percentage of requests traced.
+    pub percent: SamplingPercent,
+}
+
+impl Validate for SetTraceSampling {}
+
+/// Add a member cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddCluster {
+    /// The cluster to add.
+    pub cluster: ClusterSpec,
+}
+
+impl Validate for AddCluster {
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        self.cluster.check("AddCluster")
+    }
+}
+
+/// Remove a member cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoveCluster {
+    /// The cluster to remove.
+    pub cluster: ClusterName,
+}
+
+impl Validate for RemoveCluster {}
+
+/// How an upgrade replaces the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeStrategy {
+    /// A new revision beside the old one; workloads move over and the operator confirms or
+    /// rolls back.
+    Canary,
+    /// Replace the control plane in place, one minor version at a time.
+    InPlace,
+}
+
+/// Upgrade the mesh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeMesh {
+    /// The target Istio version.
+    pub version: String,
+    /// How to get there.
+    pub strategy: UpgradeStrategy,
+}
+
+impl Validate for UpgradeMesh {
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        check_version("UpgradeMesh", &self.version)
+    }
+}
+
+/// What to do with a running canary upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CanaryAction {
+    /// Keep the new revision and remove the old one.
+    Confirm,
+    /// Go back to the old revision and remove the new one.
+    Rollback,
+}
+
+/// Confirm or roll back a canary upgrade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryOperate {
+    /// The decision.
+    pub action: CanaryAction,
+}
+
+impl Validate for CanaryOperate {}
+
+/// Delete the mesh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteMesh {}
+
+impl Validate for DeleteMesh {}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::envelope::{Body, DecodeError};
+
+    fn cluster(name: &str, role: ClusterRole) -> ClusterSpec {
+        ClusterSpec {
+            name: ClusterName::new(name).expect("cluster"),
+            role,
+            network: format!("net-{name}"),
+        }
+    }
+
+    fn create(mode: MeshMode, clusters: Vec<ClusterSpec>) -> CreateMesh {
+        CreateMesh {
+            title: "Demo".into(),
+            region: "eu-west".into(),
+            version: "1.30.3".into(),
+            mode,
+            clusters,
+            config: json!({"outboundTrafficPolicy": "ALLOW_ANY"}),
+        }
+    }
+
+    #[test]
+    fn create_mesh_checks_roles_against_the_mode() {
+        let m = ClusterRole::Master;
+        let r = ClusterRole::Remote;
+        assert!(
+            create(MeshMode::Single, vec![cluster("a", m)])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            create(MeshMode::Single, vec![cluster("a", r)])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            create(MeshMode::Single, vec![cluster("a", m), cluster("b", m)])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            create(
+                MeshMode::PrimaryRemote,
+                vec![cluster("a", m), cluster("b", r)]
+            )
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            create(
+                MeshMode::PrimaryRemote,
+                vec![cluster("a", m), cluster("b", m)]
+            )
+            .validate()
+            .is_err()
+        );
+        assert!(
+            create(
+                MeshMode::MultiPrimary,
+                vec![cluster("a", m), cluster("b", m)]
+            )
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            create(
+                MeshMode::MultiPrimary,
+                vec![cluster("a", m), cluster("b", r)]
+            )
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn create_mesh_refuses_bad_input_with_clear_reasons() {
+        let m = ClusterRole::Master;
+        let mut twice = create(
+            MeshMode::MultiPrimary,
+            vec![cluster("a", m), cluster("a", m)],
+        );
+        let err = twice.validate().expect_err("duplicate");
+        assert_eq!(
+            err.to_string(),
+            "invalid CreateMesh: cluster a is listed twice"
+        );
+        twice.clusters.clear();
+        assert!(twice.validate().is_err());
+
+        let mut bad = create(MeshMode::Single, vec![cluster("a", m)]);
+        bad.version = "latest".into();
+        assert!(
+            bad.validate()
+                .expect_err("version")
+                .to_string()
+                .contains("latest")
+        );
+
+        let mut bad = create(MeshMode::Single, vec![cluster("a", m)]);
+        bad.config = json!([1, 2]);
+        assert!(bad.validate().is_err());
+
+        let mut bad = create(MeshMode::Single, vec![cluster("a", m)]);
+        bad.clusters[0].network = "has space".into();
+        assert!(bad.validate().is_err());
+
+        let mut bad = create(MeshMode::Single, vec![cluster("a", m)]);
+        bad.title = "  ".into();
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn sampling_percent_is_bounded() {
+        for ok in [0.0, 0.01, 50.0, 100.0] {
+            assert!(SamplingPercent::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [-0.1, 100.01, f64::NAN, f64::INFINITY] {
+            assert!(SamplingPercent::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wire_names_of_enums_are_kebab_case() {
+        let upgrade = UpgradeMesh {
+            version: "1.31.0".into(),
+            strategy: UpgradeStrategy::InPlace,
+        };
+        let value = Command::from(upgrade).encode_payload().expect("encode");
+        assert_eq!(value, json!({"version": "1.31.0", "strategy": "in-place"}));
+        let canary =
+            Command::decode("CanaryOperate", 1, json!({"action": "rollback"})).expect("decode");
+        assert_eq!(
+            canary,
+            Command::CanaryOperate(CanaryOperate {
+                action: CanaryAction::Rollback
+            })
+        );
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_payload() {
+        let m = ClusterRole::Master;
+        let commands: Vec<Command> = vec![
+            create(MeshMode::Single, vec![cluster("a", m)]).into(),
+            UpdateMeshConfig { config: json!({}) }.into(),
+            SetTraceSampling {
+                percent: SamplingPercent::new(10.0).expect("percent"),
+            }
+            .into(),
+            AddCluster {
+                cluster: cluster("b", ClusterRole::Remote),
+            }
+            .into(),
+            RemoveCluster {
+                cluster: ClusterName::new("b").expect("cluster"),
+            }
+            .into(),
+            UpgradeMesh {
+                version: "1.31.0".into(),
+                strategy: UpgradeStrategy::Canary,
+            }
+            .into(),
+            CanaryOperate {
+                action: CanaryAction::Confirm,
+            }
+            .into(),
+            DeleteMesh {}.into(),
+        ];
+        assert_eq!(commands.len(), Command::KINDS.len());
+        for command in commands {
+            let payload = command.encode_payload().expect("encode");
+            let back = Command::decode(command.kind(), command.version(), payload).expect("decode");
+            assert_eq!(back, command);
+        }
+    }
+
+    #[test]
+    fn decoding_validates_payloads() {
+        let err = Command::decode("UpdateMeshConfig", 1, json!({"config": "x"}))
+            .expect_err("not an object");
+        assert!(matches!(err, DecodeError::Invalid(_)), "{err}");
+        let err = Command::decode("RemoveCluster", 1, json!({"cluster": "Bad_Name"}))
+            .expect_err("bad name");
+        assert!(matches!(err, DecodeError::Payload { .. }), "{err}");
+    }
+}

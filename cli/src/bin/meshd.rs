@@ -1,0 +1,88 @@
+//! `meshd`: the mesh-manager server. See `meshd --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mesh_cli::cli::{Cli, Command};
+use mesh_cli::config::MeshdConfig;
+use mesh_cli::serve::run_all_in_one;
+use mesh_schema::SecretKey;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_env("MESHD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = MeshdConfig::load(&cli.global)?;
+    init_logging(&config.log_format);
+    match cli.command.unwrap_or(Command::AllInOne) {
+        Command::AllInOne => run_all_in_one(config).await,
+        Command::Migrate => {
+            let target = config.database()?;
+            let applied = tokio::task::spawn_blocking(move || target.migrate()).await??;
+            if applied.is_empty() {
+                println!("database {} is up to date", config.database()?);
+            } else {
+                println!(
+                    "applied {} migration(s) to {}: {}",
+                    applied.len(),
+                    config.database()?,
+                    applied.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Command::Keygen { out } => {
+            let key = SecretKey::generate();
+            key.write_new(&out)?;
+            println!(
+                "wrote a new secret key to {} (key id {}, mode 0600)",
+                out.display(),
+                key.id()
+            );
+            Ok(())
+        }
+        Command::Config => {
+            print!("{}", config.redacted_toml()?);
+            Ok(())
+        }
+        Command::Sim { clusters, out } => {
+            anyhow::ensure!(clusters >= 1, "--clusters must be at least 1");
+            let _ = (clusters, out);
+            anyhow::bail!("simulated clusters are not available in this build")
+        }
+    }
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: what failed first, then what to do about it.
+            let chain: Vec<String> = error
+                .chain()
+                .rev()
+                .map(|cause| {
+                    cause
+                        .to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            eprintln!("meshd: error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The `meshd` command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// meshd — the mesh-manager server.
+///
+/// Without a subcommand it runs the all-in-one role. Every flag can also be set in the config file
+/// or as a MESHD_* environment variable (e.g. MESHD_DATABASE_URL, MESHD_NATS_URL).
+#[derive(Debug, Parser)]
+#[command(name = "meshd", version, about, long_about = None)]
+pub struct Cli {
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to run (default: all-in-one).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags that override the configuration file and environment.
+#[derive(Debug, Args, Default, Clone)]
+pub struct GlobalArgs {
+    /// TOML configuration file (also MESHD_CONFIG).
+    #[arg(long, global = true, env = "MESHD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL: mysql://user:password@host:3306/tke_mesh or sqlite://path [default: sqlite://meshd.db].
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// NATS URL with JetStream (e.g. nats://127.0.0.1:4222); without it the bus runs in process.
+    #[arg(long, global = true)]
+    pub nats_url: Option<String>,
+    /// File holding the key that seals secrets at rest [default: meshd.key beside a SQLite database].
+    #[arg(long, global = true)]
+    pub secret_key_file: Option<PathBuf>,
+    /// Address the HTTP API listens on [default: 127.0.0.1:9441].
+    #[arg(long, global = true)]
+    pub listen: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, global = true)]
+    pub log_format: Option<String>,
+}
+
+/// The roles and tools of meshd.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run API, bus and storage in one process (the default).
+    AllInOne,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Write a new secret key file (mode 0600) and exit.
+    Keygen {
+        /// Where to write the key; refuses to overwrite.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the effective configuration (passwords hidden) and exit.
+    Config,
+    /// Run simulated Kubernetes clusters for demos and tests.
+    Sim {
+        /// How many clusters to start.
+        #[arg(long, default_value_t = 3)]
+        clusters: usize,
+        /// Where to write one kubeconfig per cluster [default: the working directory].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}

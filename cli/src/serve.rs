@@ -1,0 +1,47 @@
+//! The all-in-one role: storage, bus and the HTTP API in one process.
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, middleware};
+use anyhow::Context;
+use mesh_api::{ApiState, ReadinessProbe, configure};
+
+use crate::config::MeshdConfig;
+use crate::setup::{connect_bus, open_store};
+
+/// Runs until SIGINT/SIGTERM.
+pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
+    let catalog = config.catalog()?;
+    let store = open_store(&config).await?;
+    let bus = connect_bus(&config).await?;
+    let state = ApiState {
+        body_limit: config.body_limit_bytes,
+        ..ApiState::new(catalog)
+    }
+    .with_probe(Arc::new(store.clone()) as Arc<dyn ReadinessProbe>);
+
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::Logger::new("%r %s %Dms").log_target("meshd::http"))
+            .configure(configure(state.clone()))
+    })
+    .bind(&config.listen)
+    .with_context(|| {
+        format!(
+            "cannot listen on {}: set --listen / MESHD_LISTEN to a free address",
+            config.listen
+        )
+    })?;
+    let addresses: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
+    tracing::info!(
+        listen = %addresses.join(","),
+        database = %store.target(),
+        bus = %if config.nats().is_some() { "nats" } else { "in-process" },
+        "meshd is serving"
+    );
+    println!("meshd listening on http://{}", addresses.join(", http://"));
+    server.run().await.context("HTTP server failed")?;
+    drop(bus);
+    tracing::info!("meshd stopped");
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Black-box tests of the `meshd` binary: it starts on embedded defaults, serves the version
+//! catalog, and refuses bad settings with one clear line and a non-zero exit.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
+
+/// A meshd process, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A clean environment: no MESHD_* from the caller leaks into the test.
+fn meshd(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(MESHD);
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+/// Starts meshd and waits until it prints its listening line.
+fn start(dir: &std::path::Path, extra: &[&str]) -> (Running, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = meshd(dir)
+        .args(["--listen", &listen])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(line.contains(&listen), "unexpected first line {line:?}");
+    (running, port)
+}
+
+fn run_to_end(dir: &std::path::Path, args: &[&str]) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut child = meshd(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "meshd {args:?} did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn error_line(output: &Output) -> String {
+    assert!(!output.status.success(), "expected failure, got {output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("meshd: error:"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "exactly one error line expected in {stderr:?}"
+    );
+    lines[0].to_owned()
+}
+
+#[test]
+fn embedded_defaults_serve_the_version_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_meshd, port) = start(dir.path(), &[]);
+    let (status, body) = http_get(port, "/apis/v1/mesh/config/istioversions");
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["result"], true);
+    assert_eq!(json["data"][0], "1.31.0-beta.1");
+    assert!(
+        json["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "1.30.3")
+    );
+
+    let (status, body) = http_get(port, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(port, "/no/such/route");
+    assert_eq!(status, 404);
+    assert!(body.contains("\"result\":false"), "{body}");
+
+    assert!(
+        dir.path().join("meshd.db").exists(),
+        "SQLite file in the working directory"
+    );
+    let key = dir.path().join("meshd.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the generated key is private");
+    }
+}
+
+#[test]
+fn a_second_start_reuses_the_database_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(start(dir.path(), &[]));
+    let key = std::fs::read_to_string(dir.path().join("meshd.key")).unwrap();
+    let (_meshd, port) = start(dir.path(), &[]);
+    assert_eq!(http_get(port, "/healthz").0, 200);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("meshd.key")).unwrap(),
+        key
+    );
+}
+
+#[test]
+fn bad_settings_fail_with_one_line_saying_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--database-url", "postgres://u:hunter2@h/db"],
+            "unsupported scheme",
+        ),
+        (
+            &[
+                "--database-url",
+                "mysql://root@127.0.0.1:1/x",
+                "--secret-key-file",
+                "missing.key",
+            ],
+            "meshd keygen",
+        ),
+        (
+            &["--database-url", "mysql://root@127.0.0.1:1/x"],
+            "no secret key configured",
+        ),
+        (
+            &[
+                "--nats-url",
+                "nats://127.0.0.1:1",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "cannot reach NATS",
+        ),
+        (&["--log-format", "xml"], "text or json"),
+    ];
+    for (args, expected) in cases {
+        let line = error_line(&run_to_end(dir.path(), args));
+        assert!(line.contains(expected), "{args:?}: {line}");
+        assert!(!line.contains("hunter2"), "passwords never printed: {line}");
+    }
+    let key = dir.path().join("server.key");
+    assert!(
+        run_to_end(dir.path(), &["keygen", "--out", key.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let line = error_line(&run_to_end(
+        dir.path(),
+        &[
+            "--database-url",
+            "mysql://root@127.0.0.1:1/x",
+            "--secret-key-file",
+            key.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        line.contains("cannot connect to the database") && line.contains("--database-url"),
+        "{line}"
+    );
+}
+
+#[test]
+fn migrate_applies_every_migration_to_mariadb_once() {
+    let database = mesh_testkit::mariadb::TestDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let url = database.url();
+    let first = run_to_end(dir.path(), &["--database-url", &url, "migrate"]);
+    assert!(first.status.success(), "{first:?}");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("applied 5 migration(s)"), "{stdout}");
+    let second = run_to_end(dir.path(), &["--database-url", &url, "migrate"]);
+    assert!(String::from_utf8_lossy(&second.stdout).contains("is up to date"));
+}
+
+#[test]
+fn the_environment_configures_meshd() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("meshd.toml"),
+        "[catalog]\nversions = [\"1.29.6\", \"1.30.3\"]\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = meshd(dir.path())
+        .env("MESHD_CONFIG", "meshd.toml")
+        .env("MESHD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MESHD_DATABASE_URL", "sqlite://state.db")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let (_, body) = http_get(port, "/apis/v1/mesh/config/istioversions");
+    assert!(body.contains(r#""data":["1.30.3","1.29.6"]"#), "{body}");
+    assert!(dir.path().join("state.db").exists());
+}
