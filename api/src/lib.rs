@@ -18,7 +18,7 @@ pub mod state;
 
 pub use envelope::{ApiError, ApiResponse};
 pub use routes::configure;
-pub use state::{ApiState, ReadinessProbe};
+pub use state::{ApiState, BusReadiness, ReadinessProbe};
 
 /// Base path of every seed-compatible route.
 pub const BASE_PATH: &str = "/apis/v1/mesh";

@@ -52,3 +52,16 @@ impl ApiState {
         self
     }
 }
+
+/// Readiness of the bus: connected to NATS (always ready in process).
+pub struct BusReadiness(pub Arc<dyn mesh_bus::Bus>);
+
+impl ReadinessProbe for BusReadiness {
+    fn name(&self) -> &'static str {
+        "bus"
+    }
+
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move { self.0.check_connected().await.map_err(|e| e.to_string()) })
+    }
+}

@@ -249,4 +249,9 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Reads the dead letters from `start`, then live.
     async fn dead_letters(&self, start: StartAt) -> Result<BusStream<DeadLetter>, BusError>;
+
+    /// Whether the bus can carry messages now (readiness); the in-process bus always can.
+    async fn check_connected(&self) -> Result<(), BusError> {
+        Ok(())
+    }
 }

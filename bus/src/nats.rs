@@ -15,11 +15,13 @@
 //! and dead letters are read through ordered consumers, from a sequence or a time, then live.
 //!
 //! # Server versions
-//! Needs nats-server with JetStream (`-js`). Tested with 2.15 and with Debian's 2.9.10: on 2.9
-//! everything here works (stream metadata is a 2.10 feature the server silently drops, so the
-//! partition count is read back from the stream description instead), but other parts of
-//! mesh-manager (KV leases through async-nats ≥ 0.41) need 2.10 or newer; production should run
-//! a current server.
+//! Needs nats-server with JetStream (`-js`). The black-box suite passes against 2.15 and against
+//! Debian's 2.9.10 (run it with `MESH_TEST_NATS_URL=nats://127.0.0.1:4222`): on 2.9 stream
+//! metadata (a 2.10 feature) is silently dropped, so the partition count is read back from the
+//! stream description instead, and a stream create that 2.9 fails while another stream of the
+//! account is being deleted is retried. So `NatsBus` works with 2.9; other parts of
+//! mesh-manager (KV leases through async-nats ≥ 0.41) need 2.10 or newer, so production should
+//! run a current server.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -497,6 +499,16 @@ fn check_compatible(
 impl Bus for NatsBus {
     fn subjects(&self) -> &Subjects {
         &self.shared.subjects
+    }
+
+    async fn check_connected(&self) -> Result<(), BusError> {
+        match self.client().connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(BusError::Connect {
+                url: self.url().to_owned(),
+                reason: format!("connection is {state}"),
+            }),
+        }
     }
 
     async fn publish_command(&self, command: &CommandEnvelope) -> Result<PublishAck, BusError> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer, middleware};
 use anyhow::Context;
-use mesh_api::{ApiState, ReadinessProbe, configure};
+use mesh_api::{ApiState, BusReadiness, ReadinessProbe, configure};
 
 use crate::config::MeshdConfig;
 use crate::setup::{connect_bus, open_store};
@@ -18,7 +18,8 @@ pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
         body_limit: config.body_limit_bytes,
         ..ApiState::new(catalog)
     }
-    .with_probe(Arc::new(store.clone()) as Arc<dyn ReadinessProbe>);
+    .with_probe(Arc::new(store.clone()) as Arc<dyn ReadinessProbe>)
+    .with_probe(Arc::new(BusReadiness(Arc::clone(&bus))));
 
     let server = HttpServer::new(move || {
         App::new()

@@ -250,3 +250,36 @@ fn the_environment_configures_meshd() {
     assert!(body.contains(r#""data":["1.30.3","1.29.6"]"#), "{body}");
     assert!(dir.path().join("state.db").exists());
 }
+
+#[test]
+fn meshd_on_nats_and_mariadb_is_ready() {
+    let nats = mesh_testkit::nats::NatsServer::start();
+    let database = mesh_testkit::mariadb::TestDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("server.key");
+    assert!(
+        run_to_end(dir.path(), &["keygen", "--out", key.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let root = mesh_testkit::nats::unique_root();
+    let port = free_port();
+    let mut child = meshd(dir.path())
+        .env("MESHD_BUS__ROOT", &root)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--database-url", &database.url(), "--nats-url", nats.url()])
+        .args(["--secret-key-file", key.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "{line:?}");
+    let (status, body) = http_get(port, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""name":"bus","ok":true"#), "{body}");
+    assert!(body.contains(r#""name":"database","ok":true"#), "{body}");
+}

@@ -1,0 +1,42 @@
+//! A `kube::Client` for a cluster, built from validated credentials only.
+
+use std::time::Duration;
+
+use kube::config::KubeConfigOptions;
+
+use crate::credentials::ClusterCredentials;
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The kubeconfig could not be turned into a client configuration.
+    #[error("cannot build a client for {server}: {reason}")]
+    Config {
+        /// The API server.
+        server: String,
+        /// What kube said.
+        reason: String,
+    },
+}
+
+/// Timeouts of cluster clients: connecting fails fast so a cut-off cluster shows up quickly.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest time a single (non-watch) request may take.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds a client for the cluster the credentials name.
+pub async fn client_for(credentials: &ClusterCredentials) -> Result<kube::Client, ClientError> {
+    let error = |reason: String| ClientError::Config {
+        server: credentials.server().to_owned(),
+        reason,
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(
+        credentials.kubeconfig().clone(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| error(e.to_string()))?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(READ_TIMEOUT);
+    kube::Client::try_from(config).map_err(|e| error(e.to_string()))
+}

@@ -1,0 +1,17 @@
+//! mesh-clusters: mesh-manager's side of every Kubernetes cluster.
+//!
+//! # Layout
+//! - [`credentials`]: kubeconfigs users hand in, validated down to what mesh-manager accepts
+//!   (one cluster, an http(s) server, bearer-token or client-certificate auth, everything inline)
+//!   and refused with a reason otherwise.
+//! - [`client`]: a `kube::Client` built from validated credentials.
+//! - [`probe`]: the reachability and permission probe run when a cluster is registered.
+//!
+//! Nothing here decides what a cluster should hold; that is planned in `mesh-core` and ordered by
+//! the actors.
+
+pub mod client;
+pub mod credentials;
+pub mod probe;
+
+pub use credentials::{AuthKind, ClusterCredentials, CredentialsError};
