@@ -5,6 +5,8 @@
 //!   (one cluster, an http(s) server, bearer-token or client-certificate auth, everything inline)
 //!   and refused with a reason otherwise.
 //! - [`client`]: a `kube::Client` built from validated credentials.
+//! - [`ops`]: [`ops::ClusterOps`], the operations on one cluster: server-side apply, delete,
+//!   label sweeps and watch-based waits.
 //! - [`probe`]: the reachability and permission probe run when a cluster is registered.
 //!
 //! Nothing here decides what a cluster should hold; that is planned in `mesh-core` and ordered by
@@ -12,6 +14,8 @@
 
 pub mod client;
 pub mod credentials;
+pub mod ops;
 pub mod probe;
 
 pub use credentials::{AuthKind, ClusterCredentials, CredentialsError};
+pub use ops::{ClusterOps, ObjectRef, OpsError};

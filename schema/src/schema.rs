@@ -140,6 +140,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    mesh_secret (id) {
+        id -> BigInt,
+        #[max_length = 64]
+        mesh_name -> Varchar,
+        #[max_length = 255]
+        name -> Varchar,
+        sealed -> Text,
+        #[max_length = 64]
+        key_id -> Varchar,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     registered_cluster (id) {
         id -> BigInt,
         #[max_length = 255]
@@ -194,6 +209,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     mesh,
     mesh_event_log,
     mesh_events,
+    mesh_secret,
     registered_cluster,
     task,
 );

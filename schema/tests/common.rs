@@ -8,17 +8,24 @@ use mesh_testkit::mariadb::TestDatabase;
 
 /// Keeps whatever backs a test store alive for the test's duration.
 pub enum Backing {
+    /// The directory holding the SQLite file.
     Sqlite(tempfile::TempDir),
+    /// The throwaway MariaDB database.
     Mariadb(TestDatabase),
 }
 
+/// A migrated store and what it runs on.
 pub struct Harness {
+    /// The store under test.
     pub store: Store,
+    /// Its database, for raw reads.
     pub target: DatabaseTarget,
+    /// Keeps the database alive.
     pub backing: Backing,
 }
 
 impl Harness {
+    /// A store on a fresh SQLite file.
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meshd.db");
@@ -26,6 +33,7 @@ impl Harness {
         Self::open(target, Backing::Sqlite(dir)).await
     }
 
+    /// A store on a fresh MariaDB database.
     pub async fn mariadb() -> Self {
         let database = TestDatabase::create();
         let target = DatabaseTarget::parse(&database.url()).unwrap();

@@ -641,7 +641,50 @@ async fn the_store_answers_pings_and_reports_no_pending_migrations(h: Harness) {
     assert!(again.is_empty(), "migrating twice applies nothing");
 }
 
+async fn mesh_secrets_are_sealed_and_bound_to_their_mesh(h: Harness) {
+    let store = &h.store;
+    assert!(store.mesh_secret("m", "root-ca").await.unwrap().is_none());
+    store
+        .put_mesh_secret("m", "root-ca", b"-----BEGIN KEY-----")
+        .await
+        .unwrap();
+    store
+        .put_mesh_secret("m", "root-ca", b"-----BEGIN NEW KEY-----")
+        .await
+        .unwrap();
+    store
+        .put_mesh_secret("other", "root-ca", b"other key")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.mesh_secret("m", "root-ca").await.unwrap().unwrap(),
+        b"-----BEGIN NEW KEY-----"
+    );
+    let target = h.target.clone();
+    let raw: Vec<String> = tokio::task::spawn_blocking(move || {
+        use mesh_schema::schema::mesh_secret::dsl::*;
+        let mut conn = target.connect().unwrap();
+        mesh_secret
+            .select(sealed)
+            .load::<String>(&mut conn)
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(raw.iter().all(|r| !r.contains("KEY")));
+    assert_eq!(store.delete_mesh_secrets("m").await.unwrap(), 1);
+    assert!(store.mesh_secret("m", "root-ca").await.unwrap().is_none());
+    assert!(
+        store
+            .mesh_secret("other", "root-ca")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 on_every_backend!(
+    mesh_secrets_are_sealed_and_bound_to_their_mesh,
     meshes_are_created_read_and_listed_per_tenant,
     deleted_mesh_names_can_be_used_again,
     spec_updates_are_compare_and_set_by_generation,

@@ -9,13 +9,15 @@
 //!   load-balancer resources of meshes;
 //! - [`flow`]: flows and their tasks;
 //! - [`event`]: the append-only event history and the seed's `mesh_events` snapshot;
-//! - [`command`]: the command log that keeps every command's effect single.
+//! - [`command`]: the command log that keeps every command's effect single;
+//! - [`secret`]: per-mesh secrets (CA keys, reader tokens), sealed.
 
 pub mod cluster;
 pub mod command;
 pub mod event;
 pub mod flow;
 pub mod mesh;
+pub mod secret;
 
 use std::sync::Arc;
 
