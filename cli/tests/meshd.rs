@@ -283,3 +283,34 @@ fn meshd_on_nats_and_mariadb_is_ready() {
     assert!(body.contains(r#""name":"bus","ok":true"#), "{body}");
     assert!(body.contains(r#""name":"database","ok":true"#), "{body}");
 }
+
+#[test]
+fn meshd_sim_writes_a_kubeconfig_per_cluster_that_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = meshd(dir.path())
+        .args(["sim", "--clusters", "2", "--out", "kube"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    let mut reader = BufReader::new(stdout);
+    let mut urls = Vec::new();
+    while urls.len() < 2 {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "meshd sim ended early"
+        );
+        if let Some(url) = line.split('\t').find(|f| f.starts_with("http")) {
+            urls.push(url.to_owned());
+        }
+    }
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("kube"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 2, "one kubeconfig per cluster");
+    let first = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+    assert!(first.contains("token:"), "token auth in {first}");
+}

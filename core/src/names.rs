@@ -38,7 +38,11 @@ impl NameError {
 }
 
 /// Checks a DNS-1123 label: lower-case alphanumerics and `-`, starting and ending alphanumeric.
-fn check_dns_label(what: &'static str, value: &str, max_len: usize) -> Result<(), NameError> {
+pub(crate) fn check_dns_label(
+    what: &'static str,
+    value: &str,
+    max_len: usize,
+) -> Result<(), NameError> {
     if value.is_empty() {
         return Err(NameError::new(what, value, "must not be empty"));
     }

@@ -56,9 +56,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sim { clusters, out } => {
-            anyhow::ensure!(clusters >= 1, "--clusters must be at least 1");
-            let _ = (clusters, out);
-            anyhow::bail!("simulated clusters are not available in this build")
+            anyhow::ensure!(
+                (1..=500).contains(&clusters),
+                "--clusters must be between 1 and 500"
+            );
+            mesh_sim::run_standalone(mesh_sim::StandaloneOptions {
+                clusters,
+                out_dir: out.unwrap_or_else(|| std::path::PathBuf::from(".")),
+                ..mesh_sim::StandaloneOptions::default()
+            })
+            .await
         }
     }
 }
