@@ -62,6 +62,13 @@ pub enum ApiError {
     /// The body is not JSON (or YAML where accepted).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request is well formed but cannot be carried out as given (a cluster that fails its
+    /// registration probe).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A Kubernetes cluster the request needs did not answer as it should.
+    #[error("{0}")]
+    ClusterUnavailable(String),
     /// A backend (database, bus) is unavailable; retrying later may help.
     #[error("{0}")]
     Unavailable(String),
@@ -82,6 +89,8 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ClusterUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -103,6 +112,25 @@ impl ResponseError for ApiError {
             rev: 0,
             data: None,
         })
+    }
+}
+
+impl From<mesh_bus::BusError> for ApiError {
+    fn from(error: mesh_bus::BusError) -> Self {
+        tracing::warn!(%error, "message bus unavailable");
+        Self::Unavailable("the message bus is unavailable, retry later".into())
+    }
+}
+
+impl From<mesh_bus::InvalidMessage> for ApiError {
+    fn from(error: mesh_bus::InvalidMessage) -> Self {
+        Self::BadRequest(error.to_string())
+    }
+}
+
+impl From<mesh_core::NameError> for ApiError {
+    fn from(error: mesh_core::NameError) -> Self {
+        Self::BadRequest(error.to_string())
     }
 }
 

@@ -4,18 +4,26 @@
 //! - [`envelope`]: the seed's response body `{"result","err","rev","data"}` and [`ApiError`], the one
 //!   place errors become HTTP statuses (4xx for what the caller can fix, 5xx only for our faults,
 //!   never with internal details).
-//! - [`state`]: what handlers share — the version catalog and the readiness probes of the
-//!   backends.
+//! - [`state`]: what handlers share — the version catalog, the store, the bus, the readiness
+//!   probes of the backends and the authentication settings.
+//! - [`auth`]: API tokens (Bearer header or `tke` cookie) to a [`auth::Caller`] with a tenant and
+//!   a role; the trusted-proxy tenant header.
 //! - [`routes`]: the handlers, one module per resource family, and [`routes::configure`] that
 //!   mounts them under `/apis/v1/mesh` next to `/healthz` and `/readyz`.
+//!
+//! Reads come from the store, scoped to the caller's tenant (another tenant's objects answer 404
+//! like missing ones). Long operations publish a command on the bus and answer 202 with its id;
+//! the workers carry them out and report through events, which `GET /meshes/{m}/events` streams.
 //!
 //! Unknown routes, malformed JSON and oversized bodies answer in the same envelope, so clients
 //! always get a message a person can act on.
 
+pub mod auth;
 pub mod envelope;
 pub mod routes;
 pub mod state;
 
+pub use auth::Caller;
 pub use envelope::{ApiError, ApiResponse};
 pub use routes::configure;
 pub use state::{ApiState, BusReadiness, ReadinessProbe};

@@ -1,10 +1,17 @@
-//! State shared by the handlers.
+//! State shared by the handlers: the version catalog, the store, the bus, the readiness probes and
+//! the authentication settings.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use mesh_bus::Bus;
 use mesh_core::VersionCatalog;
+use mesh_schema::Store;
+
+use crate::envelope::ApiError;
 
 /// A named check that must pass for meshd to be ready (database reachable, bus connected).
 pub trait ReadinessProbe: Send + Sync {
@@ -34,15 +41,35 @@ pub struct ApiState {
     pub readiness: Vec<Arc<dyn ReadinessProbe>>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Where state is read from and clusters are registered; routes that need it answer 503
+    /// without it.
+    pub store: Option<Store>,
+    /// Where commands are published and live events read; routes that need it answer 503
+    /// without it.
+    pub bus: Option<Arc<dyn Bus>>,
+    /// Peer addresses of front proxies whose `X-Remote-TenantID` header is honoured; the header
+    /// is ignored from anyone else.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Whether requests must carry a token. When off (tests, a private loopback setup) every
+    /// caller is an anonymous administrator.
+    pub auth_required: bool,
+    /// Longest `?wait=` a caller may ask for.
+    pub max_wait: Duration,
 }
 
 impl ApiState {
-    /// State with the given catalog, no readiness probes and a 1 MiB body limit.
+    /// State with the given catalog, no store, no bus, no readiness probes, a 1 MiB body limit,
+    /// authentication required, no trusted proxies and waits of at most 5 minutes.
     pub fn new(catalog: VersionCatalog) -> Self {
         Self {
             catalog: Arc::new(catalog),
             readiness: Vec::new(),
             body_limit: 1024 * 1024,
+            store: None,
+            bus: None,
+            trusted_proxies: Vec::new(),
+            auth_required: true,
+            max_wait: Duration::from_secs(300),
         }
     }
 
@@ -50,6 +77,44 @@ impl ApiState {
     pub fn with_probe(mut self, probe: Arc<dyn ReadinessProbe>) -> Self {
         self.readiness.push(probe);
         self
+    }
+
+    /// Sets the store.
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Sets the bus.
+    pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Sets the front proxies whose tenant header is trusted.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<IpAddr>) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Turns the token requirement on or off.
+    pub fn with_auth_required(mut self, required: bool) -> Self {
+        self.auth_required = required;
+        self
+    }
+
+    /// The store, or 503 when none is configured.
+    pub(crate) fn store(&self) -> Result<&Store, ApiError> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable("no database is configured".into()))
+    }
+
+    /// The bus, or 503 when none is configured.
+    pub(crate) fn bus(&self) -> Result<&Arc<dyn Bus>, ApiError> {
+        self.bus
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable("no message bus is configured".into()))
     }
 }
 

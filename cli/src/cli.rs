@@ -57,6 +57,12 @@ pub enum Command {
     },
     /// Print the effective configuration (passwords hidden) and exit.
     Config,
+    /// Manage API tokens (stored hashed; a new token is printed once).
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Run simulated Kubernetes clusters for demos and tests.
     Sim {
         /// How many clusters to start.
@@ -65,5 +71,29 @@ pub enum Command {
         /// Where to write one kubeconfig per cluster [default: the working directory].
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+/// `meshd token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Issue a token and print it (only this once).
+    Create {
+        /// The tenant the token acts for.
+        #[arg(long)]
+        tenant: String,
+        /// admin (every tenant), editor (read and write its tenant) or viewer (read its tenant).
+        #[arg(long)]
+        role: String,
+        /// Who uses the token [default: token:<tenant>-<role>].
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    /// List tokens (ids, principals, tenants, roles; never the tokens).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: i64,
     },
 }

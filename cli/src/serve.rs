@@ -18,6 +18,8 @@ pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
         body_limit: config.body_limit_bytes,
         ..ApiState::new(catalog)
     }
+    .with_store(store.clone())
+    .with_bus(Arc::clone(&bus))
     .with_probe(Arc::new(store.clone()) as Arc<dyn ReadinessProbe>)
     .with_probe(Arc::new(BusReadiness(Arc::clone(&bus))));
 

@@ -24,8 +24,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest time a single (non-watch) request may take.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Makes sure rustls has its process-wide crypto provider (ring); installing twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Builds a client for the cluster the credentials name.
 pub async fn client_for(credentials: &ClusterCredentials) -> Result<kube::Client, ClientError> {
+    install_crypto_provider();
     let error = |reason: String| ClientError::Config {
         server: credentials.server().to_owned(),
         reason,

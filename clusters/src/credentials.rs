@@ -306,6 +306,15 @@ impl ClusterCredentials {
         &self.server
     }
 
+    /// The cluster's CA bundle (base64), when the kubeconfig carries one.
+    pub fn certificate_authority_data(&self) -> Option<&str> {
+        self.kubeconfig
+            .clusters
+            .first()
+            .and_then(|c| c.cluster.as_ref())
+            .and_then(|c| c.certificate_authority_data.as_deref())
+    }
+
     /// How mesh-manager authenticates.
     pub fn auth_kind(&self) -> AuthKind {
         self.auth_kind

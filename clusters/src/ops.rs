@@ -19,6 +19,9 @@ use kube::{Api, Client};
 use serde_json::Value;
 use tokio::sync::RwLock;
 
+/// ConfigMap in `istio-system` where istiod's remote-cluster sync state is read.
+pub const REMOTE_CLUSTERS_STATUS: &str = "istiod-remote-clusters";
+
 /// Field manager of every write mesh-manager makes.
 pub const FIELD_MANAGER: &str = "mesh-manager";
 
@@ -493,6 +496,77 @@ impl ClusterOps {
         )
         .await
         .map(drop)
+    }
+
+    /// Merge-patches a namespace mesh-manager does not own with `patch` (labels only, by
+    /// convention); a missing namespace is left alone and reported as `false`.
+    pub async fn merge_patch_namespace(
+        &self,
+        namespace: &str,
+        patch: &Value,
+    ) -> Result<bool, OpsError> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        match api
+            .patch(namespace, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(source) => Err(self.request_error(format!("patch namespace {namespace}"))(
+                source,
+            )),
+        }
+    }
+
+    /// Names of the namespaces carrying `label_selector`.
+    pub async fn namespaces_labelled(&self, label_selector: &str) -> Result<Vec<String>, OpsError> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let list = api
+            .list_metadata(&ListParams::default().labels(label_selector))
+            .await
+            .map_err(self.request_error(format!("list namespaces with {label_selector}")))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect())
+    }
+
+    /// Waits (by watch) until istiod in this cluster reports every cluster in `peers` as synced.
+    ///
+    /// istiod's view of its remote clusters is read from ConfigMap
+    /// `istio-system/istiod-remote-clusters` (one key per remote cluster, JSON with
+    /// `syncStatus`), which the simulated istiod maintains as its stand-in for `/debug/clusterz`.
+    pub async fn wait_remote_clusters_synced(
+        &self,
+        peers: &[String],
+        timeout: Duration,
+    ) -> Result<(), OpsError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), "istio-system");
+        let wanted = peers.to_vec();
+        let synced = move |cm: Option<&ConfigMap>| {
+            let data = cm.and_then(|cm| cm.data.as_ref());
+            wanted.iter().all(|peer| {
+                data.and_then(|d| d.get(peer))
+                    .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                    .is_some_and(|status| status["syncStatus"] == "synced")
+            })
+        };
+        let what = format!("istiod to report {} as synced", peers.join(", "));
+        self.wait(api, REMOTE_CLUSTERS_STATUS, what, timeout, synced)
+            .await
+            .map(drop)
+    }
+
+    /// istiod's last report of a peer (`syncStatus`, `error`), if any.
+    pub async fn remote_cluster_status(&self, peer: &str) -> Result<Option<Value>, OpsError> {
+        Ok(self
+            .config_map_data("istio-system", REMOTE_CLUSTERS_STATUS)
+            .await?
+            .and_then(|data| {
+                data.get(peer)
+                    .and_then(|text| serde_json::from_str(text).ok())
+            }))
     }
 
     /// Reads a ConfigMap's data, `None` when absent.

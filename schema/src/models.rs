@@ -8,7 +8,8 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::schema::{
-    cluster, command_log, flow, lb_resource, mesh, mesh_event_log, registered_cluster, task,
+    api_token, cluster, command_log, flow, lb_resource, mesh, mesh_event_log, registered_cluster,
+    task,
 };
 
 /// A mesh (table `mesh`).
@@ -105,6 +106,8 @@ pub struct MemberClusterRecord {
     pub linked_at: Option<NaiveDateTime>,
     /// Last error, empty when none.
     pub error: String,
+    /// Its network (`topology.istio.io/network`).
+    pub network: String,
 }
 
 /// A member cluster to add.
@@ -121,6 +124,8 @@ pub struct NewMemberCluster {
     pub role: String,
     /// Initial phase.
     pub phase: String,
+    /// Its network.
+    pub network: String,
 }
 
 /// A registered cluster without its credentials (table `registered_cluster`).
@@ -366,4 +371,32 @@ pub struct LbResourceRecord {
     pub mesh_name: String,
     /// Its address or state.
     pub status: String,
+}
+
+/// An API token without its hash (table `api_token`).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
+#[diesel(table_name = api_token)]
+pub struct ApiTokenRecord {
+    /// Row id, the token id users revoke by.
+    pub id: i64,
+    /// Who uses the token (`user:alice`, `ci`, ...).
+    pub principal: String,
+    /// The tenant the token acts for.
+    pub tenant_id: String,
+    /// `admin`, `editor` or `viewer`.
+    pub role: String,
+    /// When it was issued.
+    pub created_at: NaiveDateTime,
+    /// When it was revoked; `None` while valid.
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+/// An API token row as written (the token already hashed).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = api_token)]
+pub(crate) struct NewApiTokenRow {
+    pub token_hash: String,
+    pub principal: String,
+    pub tenant_id: String,
+    pub role: String,
 }

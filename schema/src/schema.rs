@@ -21,6 +21,8 @@ diesel::table! {
         linked_at -> Nullable<Timestamp>,
         #[max_length = 2048]
         error -> Varchar,
+        #[max_length = 64]
+        network -> Varchar,
     }
 }
 
@@ -201,7 +203,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_token (id) {
+        id -> BigInt,
+        #[max_length = 64]
+        token_hash -> Varchar,
+        #[max_length = 255]
+        principal -> Varchar,
+        #[max_length = 255]
+        tenant_id -> Varchar,
+        #[max_length = 16]
+        role -> Varchar,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    api_token,
     cluster,
     command_log,
     flow,

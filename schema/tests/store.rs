@@ -86,6 +86,7 @@ async fn deleted_mesh_names_can_be_used_again(h: Harness) {
             mesh_name: "reuse".into(),
             role: "master".into(),
             phase: "Pending".into(),
+            network: String::new(),
         })
         .await
         .unwrap();
@@ -227,6 +228,7 @@ async fn member_clusters_record_their_phase(h: Harness) {
                 mesh_name: "m".into(),
                 role: role.into(),
                 phase: "Pending".into(),
+                network: String::new(),
             })
             .await
             .unwrap();
@@ -238,6 +240,7 @@ async fn member_clusters_record_their_phase(h: Harness) {
             mesh_name: "other".into(),
             role: "master".into(),
             phase: "Pending".into(),
+            network: String::new(),
         })
         .await
         .unwrap_err();
@@ -363,6 +366,7 @@ async fn registered_cluster_credentials_are_sealed_at_rest(h: Harness) {
             mesh_name: "uses-prod".into(),
             role: "master".into(),
             phase: "Pending".into(),
+            network: String::new(),
         })
         .await
         .unwrap();

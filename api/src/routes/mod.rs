@@ -3,13 +3,28 @@
 //! - `GET /healthz`: the process is alive.
 //! - `GET /readyz`: every backend answers (database, bus); 503 with the failing ones otherwise.
 //! - `GET /apis/v1/mesh/config/istioversions`: installable Istio versions, newest first.
+//! - [`clusters`]: `POST|GET /clusters`, `GET|DELETE /clusters/{c}`, `GET /clusters/{c}/namespaces`.
+//! - [`meshes`]: `POST|GET /meshes`, `GET|DELETE /meshes/{m}`, `POST /meshes/{m}/sampling`.
+//! - [`flows`]: `GET /meshes/{m}/flows`, `GET /meshes/{m}/flows/{id}`.
+//! - [`events`]: `GET /meshes/{m}/events`, server-sent events.
 //! - anything else: a JSON 404 (or 405 for a known path with another method) in the envelope.
+//!
+//! Every route under the base path except the version catalog needs a [`crate::auth::Caller`];
+//! [`crate::auth::authenticate`] runs on the whole scope. Path, query and body extraction errors
+//! answer 4xx in the envelope.
 
+pub mod clusters;
+pub mod commands;
 pub mod config;
+pub mod events;
+pub mod flows;
 pub mod health;
+pub mod meshes;
 
+use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
+use crate::auth::authenticate;
 use crate::envelope::ApiError;
 use crate::state::ApiState;
 
@@ -19,17 +34,98 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
         let body_limit = state.body_limit;
         cfg.app_data(web::Data::new(state))
             .app_data(json_config(body_limit))
+            .app_data(query_config())
+            .app_data(path_config())
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .service(
-                web::scope(crate::BASE_PATH).service(
-                    web::resource("/config/istioversions")
-                        .route(web::get().to(config::istio_versions))
-                        .default_service(web::to(method_not_allowed)),
-                ),
+                web::scope(crate::BASE_PATH)
+                    .wrap(from_fn(authenticate))
+                    .service(resource("/config/istioversions").get(config::istio_versions))
+                    .service(
+                        resource("/clusters")
+                            .get(clusters::list)
+                            .post(clusters::register),
+                    )
+                    .service(
+                        resource("/clusters/{cluster}")
+                            .get(clusters::get)
+                            .delete(clusters::remove),
+                    )
+                    .service(resource("/clusters/{cluster}/namespaces").get(clusters::namespaces))
+                    .service(resource("/meshes").get(meshes::list).post(meshes::create))
+                    .service(
+                        resource("/meshes/{mesh}")
+                            .get(meshes::get)
+                            .delete(meshes::delete),
+                    )
+                    .service(resource("/meshes/{mesh}/sampling").post(meshes::set_sampling))
+                    .service(resource("/meshes/{mesh}/flows").get(flows::list))
+                    .service(resource("/meshes/{mesh}/flows/{flow}").get(flows::get))
+                    .service(resource("/meshes/{mesh}/events").get(events::stream)),
             )
             .default_service(web::to(not_found));
     }
+}
+
+/// A resource whose other methods answer 405 in the envelope.
+struct Resource(actix_web::Resource);
+
+fn resource(path: &str) -> Resource {
+    Resource(web::resource(path))
+}
+
+impl Resource {
+    fn get<F, Args>(self, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        Self(self.0.route(web::get().to(handler)))
+    }
+
+    fn post<F, Args>(self, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        Self(self.0.route(web::post().to(handler)))
+    }
+
+    fn delete<F, Args>(self, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        Self(self.0.route(web::delete().to(handler)))
+    }
+}
+
+impl actix_web::dev::HttpServiceFactory for Resource {
+    fn register(self, config: &mut actix_web::dev::AppService) {
+        self.0
+            .default_service(web::to(method_not_allowed))
+            .register(config);
+    }
+}
+
+/// Query strings that do not parse: 400 in the envelope.
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _request| {
+        let api_error = ApiError::BadRequest(format!("invalid query string: {error}"));
+        actix_web::error::InternalError::from_response(error, api_error.error_response()).into()
+    })
+}
+
+/// Path segments that do not parse: 400 in the envelope.
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|error, _request| {
+        let api_error = ApiError::BadRequest(format!("invalid path: {error}"));
+        actix_web::error::InternalError::from_response(error, api_error.error_response()).into()
+    })
 }
 
 /// JSON bodies: size limit and errors in the envelope (400 malformed, 413 too large, 415 not

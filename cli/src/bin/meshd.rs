@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mesh_cli::cli::{Cli, Command};
+use mesh_cli::cli::{Cli, Command, TokenAction};
 use mesh_cli::config::MeshdConfig;
 use mesh_cli::serve::run_all_in_one;
 use mesh_schema::SecretKey;
@@ -55,6 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.redacted_toml()?);
             Ok(())
         }
+        Command::Token { action } => run_token(&config, action).await,
         Command::Sim { clusters, out } => {
             anyhow::ensure!(
                 (1..=500).contains(&clusters),
@@ -68,6 +69,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
     }
+}
+
+/// `meshd token create|list|revoke` against the configured database.
+async fn run_token(config: &MeshdConfig, action: TokenAction) -> anyhow::Result<()> {
+    use mesh_schema::store::token::{NewApiToken, TokenRole};
+    let store = mesh_cli::setup::open_store(config).await?;
+    match action {
+        TokenAction::Create {
+            tenant,
+            role,
+            principal,
+        } => {
+            let tenant = mesh_core::TenantId::new(tenant)?;
+            let role: TokenRole = role.parse()?;
+            let principal = principal.unwrap_or_else(|| format!("token:{tenant}-{role}"));
+            let issued = store
+                .create_api_token(NewApiToken {
+                    principal,
+                    tenant,
+                    role,
+                })
+                .await?;
+            eprintln!(
+                "token {} for {} (tenant {}, role {}); it is shown only now:",
+                issued.record.id,
+                issued.record.principal,
+                issued.record.tenant_id,
+                issued.record.role
+            );
+            println!("{}", issued.token);
+        }
+        TokenAction::List => {
+            println!(
+                "{:<6} {:<12} {:<8} {:<20} {:<10} PRINCIPAL",
+                "ID", "TENANT", "ROLE", "CREATED", "STATE"
+            );
+            for token in store.list_api_tokens().await? {
+                let state = if token.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "valid"
+                };
+                println!(
+                    "{:<6} {:<12} {:<8} {:<20} {:<10} {}",
+                    token.id,
+                    token.tenant_id,
+                    token.role,
+                    token.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    state,
+                    token.principal
+                );
+            }
+        }
+        TokenAction::Revoke { id } => {
+            let token = store.revoke_api_token(id).await?;
+            println!("token {} of {} is revoked", token.id, token.principal);
+        }
+    }
+    Ok(())
 }
 
 #[actix_web::main]

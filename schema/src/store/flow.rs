@@ -96,6 +96,48 @@ impl Store {
         .await
     }
 
+    /// Records a flow with its tasks (all `Pending`, in order) and links it to the command that
+    /// started it, in one transaction: either all of it exists afterwards or none.
+    pub async fn start_flow(
+        &self,
+        command_id: &str,
+        new: NewFlow,
+        task_names: Vec<String>,
+    ) -> Result<FlowRecord, StoreError> {
+        use crate::schema::command_log;
+        let command_id = command_id.to_owned();
+        self.run("start flow", move |conn| {
+            conn.transaction(|conn| {
+                let err = |e| StoreError::query("start flow", "flow", &new.name, e);
+                diesel::insert_into(flow::table)
+                    .values(&new)
+                    .execute(conn)
+                    .map_err(err)?;
+                let id = last_insert_id(conn).map_err(err)?;
+                for name in &task_names {
+                    diesel::insert_into(task::table)
+                        .values(NewTask {
+                            flow_id: id,
+                            name: name.clone(),
+                            status: TaskStatus::Pending.as_str().to_owned(),
+                            steps: String::new(),
+                        })
+                        .execute(conn)
+                        .map_err(err)?;
+                }
+                diesel::update(command_log::table.find(&command_id))
+                    .set((
+                        command_log::flow_id.eq(Some(id)),
+                        command_log::updated_at.eq(now()),
+                    ))
+                    .execute(conn)
+                    .map_err(err)?;
+                load_flow(conn, id)
+            })
+        })
+        .await
+    }
+
     /// A flow by id.
     pub async fn get_flow(&self, id: i64) -> Result<Option<FlowRecord>, StoreError> {
         self.run("get flow", move |conn| match load_flow(conn, id) {

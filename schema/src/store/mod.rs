@@ -10,7 +10,8 @@
 //! - [`flow`]: flows and their tasks;
 //! - [`event`]: the append-only event history and the seed's `mesh_events` snapshot;
 //! - [`command`]: the command log that keeps every command's effect single;
-//! - [`secret`]: per-mesh secrets (CA keys, reader tokens), sealed.
+//! - [`secret`]: per-mesh secrets (CA keys, reader tokens), sealed;
+//! - [`token`]: API tokens, stored as SHA-256 hashes, and their authentication.
 
 pub mod cluster;
 pub mod command;
@@ -18,6 +19,7 @@ pub mod event;
 pub mod flow;
 pub mod mesh;
 pub mod secret;
+pub mod token;
 
 use std::sync::Arc;
 

@@ -174,6 +174,15 @@ pub(crate) fn service(shared: &Shared, s: &Value) {
     }
 }
 
+/// The CA a service-account token Secret carries: the cluster's own serving CA when it serves TLS
+/// (as on a real cluster), a placeholder otherwise.
+fn cluster_ca(shared: &Shared) -> String {
+    match crate::tls::tls() {
+        Ok(tls) if shared.opts.tls => tls.ca_pem.clone(),
+        _ => FAKE_CA.to_owned(),
+    }
+}
+
 const FAKE_CA: &str =
     "-----BEGIN CERTIFICATE-----\nTUVTSC1TSU0tRkFLRS1DQQ==\n-----END CERTIFICATE-----\n";
 
@@ -210,7 +219,7 @@ pub(crate) fn secret(shared: &Shared, kind: EventType, s: &Value) {
         .issue(&format!("system:serviceaccount:{ns}:{sa}"));
     let patch = json!({
         "metadata": {"annotations": {"kubernetes.io/service-account.uid": sa_uid}},
-        "data": {"token": b64(&token), "namespace": b64(ns), "ca.crt": b64(FAKE_CA)},
+        "data": {"token": b64(&token), "namespace": b64(ns), "ca.crt": b64(&cluster_ca(shared))},
     });
     let body = serde_json::to_vec(&patch).unwrap_or_default();
     if shared

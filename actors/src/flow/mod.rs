@@ -1,0 +1,292 @@
+//! Flows: one operation on a mesh, as an ordered list of idempotent tasks.
+//!
+//! A flow is planned whole when its command is accepted (rows in `flow` and `task`), then run by
+//! the [`FlowRunner`]: each task not yet succeeded is run, with retries and backoff for transient
+//! failures; every transition is persisted and announced as an event. Because tasks are
+//! idempotent, a flow interrupted anywhere — a killed worker, a lost lease — is resumed by running
+//! it again.
+//!
+//! Task names say what they do and where: `control-plane:east`, `link:east:west` (east holds
+//! west's remote secret), `verify`. [`TaskKind`] parses them back.
+
+pub mod runner;
+mod tasks;
+
+use std::fmt;
+
+use mesh_core::ClusterName;
+use mesh_core::spec::MeshSpec;
+
+pub use runner::{FlowInput, FlowRunner, RunnerConfig, load_spec};
+
+/// Flow definition names (`flow.def_name`).
+pub mod defs {
+    /// Install a new mesh into its clusters and link them.
+    pub const INSTALL: &str = "install";
+    /// Re-apply the mesh configuration to every member.
+    pub const RECONFIGURE: &str = "reconfigure";
+    /// Uninstall the mesh from every member and forget it.
+    pub const DELETE: &str = "delete";
+}
+
+/// What one task does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Make sure the mesh's root CA and every member's intermediate CA exist.
+    Certificates,
+    /// Apply a member's trust and control-plane objects (namespace, `cacerts`, Sail `Istio`).
+    ControlPlane(ClusterName),
+    /// Wait until a member's control plane is ready.
+    WaitControlPlane(ClusterName),
+    /// Apply a member's east-west gateway and wait for its load-balancer address.
+    Gateway(ClusterName),
+    /// Apply a member's mesh-wide configuration (Gateways, Telemetry) and injection labels.
+    MeshConfig(ClusterName),
+    /// Create the least-privilege reader in a member and capture its token.
+    Reader(ClusterName),
+    /// Give `holder` a remote secret for `source`.
+    Link {
+        /// The cluster whose istiod reads the other.
+        holder: ClusterName,
+        /// The cluster being read.
+        source: ClusterName,
+    },
+    /// Wait until every istiod reports every peer it should read as synced; then the mesh runs.
+    Verify,
+    /// Delete everything mesh-manager wrote into a member.
+    Uninstall(ClusterName),
+    /// Forget the mesh: its secrets, load-balancer records, its row.
+    Forget,
+}
+
+impl fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Certificates => f.write_str("certificates"),
+            Self::ControlPlane(c) => write!(f, "control-plane:{c}"),
+            Self::WaitControlPlane(c) => write!(f, "wait-control-plane:{c}"),
+            Self::Gateway(c) => write!(f, "gateway:{c}"),
+            Self::MeshConfig(c) => write!(f, "mesh-config:{c}"),
+            Self::Reader(c) => write!(f, "reader:{c}"),
+            Self::Link { holder, source } => write!(f, "link:{holder}:{source}"),
+            Self::Verify => f.write_str("verify"),
+            Self::Uninstall(c) => write!(f, "uninstall:{c}"),
+            Self::Forget => f.write_str("forget"),
+        }
+    }
+}
+
+impl TaskKind {
+    /// Parses a task name written by [`fmt::Display`].
+    pub fn parse(name: &str) -> Option<Self> {
+        let mut parts = name.split(':');
+        let head = parts.next()?;
+        let mut cluster = || parts.next().and_then(|c| ClusterName::new(c).ok());
+        let kind = match head {
+            "certificates" => Self::Certificates,
+            "control-plane" => Self::ControlPlane(cluster()?),
+            "wait-control-plane" => Self::WaitControlPlane(cluster()?),
+            "gateway" => Self::Gateway(cluster()?),
+            "mesh-config" => Self::MeshConfig(cluster()?),
+            "reader" => Self::Reader(cluster()?),
+            "link" => {
+                let holder = cluster()?;
+                let source = cluster()?;
+                Self::Link { holder, source }
+            }
+            "verify" => Self::Verify,
+            "uninstall" => Self::Uninstall(cluster()?),
+            "forget" => Self::Forget,
+            _ => return None,
+        };
+        Some(kind)
+    }
+
+    /// The member cluster the task works on, if one.
+    pub fn cluster(&self) -> Option<&ClusterName> {
+        match self {
+            Self::ControlPlane(c)
+            | Self::WaitControlPlane(c)
+            | Self::Gateway(c)
+            | Self::MeshConfig(c)
+            | Self::Reader(c)
+            | Self::Uninstall(c) => Some(c),
+            Self::Link { holder, .. } => Some(holder),
+            Self::Certificates | Self::Verify | Self::Forget => None,
+        }
+    }
+}
+
+/// Members in install order: primaries first (remotes need their primary's gateway address).
+fn install_order(spec: &MeshSpec) -> Vec<ClusterName> {
+    spec.primaries()
+        .into_iter()
+        .chain(spec.remotes())
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+/// The tasks that install a mesh.
+pub fn install_tasks(spec: &MeshSpec) -> Vec<TaskKind> {
+    let mut tasks = vec![TaskKind::Certificates];
+    for cluster in install_order(spec) {
+        tasks.push(TaskKind::ControlPlane(cluster.clone()));
+        tasks.push(TaskKind::WaitControlPlane(cluster.clone()));
+        if spec.needs_east_west_gateway(&cluster) {
+            tasks.push(TaskKind::Gateway(cluster.clone()));
+        }
+        tasks.push(TaskKind::MeshConfig(cluster));
+    }
+    tasks.extend(link_tasks(spec));
+    tasks.push(TaskKind::Verify);
+    tasks
+}
+
+/// The reader and link tasks of every remote-secret pair.
+fn link_tasks(spec: &MeshSpec) -> Vec<TaskKind> {
+    let targets = mesh_core::plan::remote_secret_targets(spec);
+    let mut sources: Vec<ClusterName> = targets.iter().map(|(_, source)| source.clone()).collect();
+    sources.sort();
+    sources.dedup();
+    let mut tasks: Vec<TaskKind> = sources.into_iter().map(TaskKind::Reader).collect();
+    tasks.extend(
+        targets
+            .into_iter()
+            .map(|(holder, source)| TaskKind::Link { holder, source }),
+    );
+    tasks
+}
+
+/// The tasks that re-apply a changed configuration.
+pub fn reconfigure_tasks(spec: &MeshSpec) -> Vec<TaskKind> {
+    let mut tasks = Vec::new();
+    for cluster in install_order(spec) {
+        tasks.push(TaskKind::ControlPlane(cluster.clone()));
+        tasks.push(TaskKind::WaitControlPlane(cluster.clone()));
+        tasks.push(TaskKind::MeshConfig(cluster));
+    }
+    tasks
+}
+
+/// The tasks that delete a mesh: remotes first, then primaries, then the records.
+pub fn delete_tasks(spec: &MeshSpec) -> Vec<TaskKind> {
+    let mut order = install_order(spec);
+    order.reverse();
+    let mut tasks: Vec<TaskKind> = order.into_iter().map(TaskKind::Uninstall).collect();
+    tasks.push(TaskKind::Forget);
+    tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_core::spec::{MemberSpec, MeshConfig};
+    use mesh_core::{ClusterRole, MeshMode, MeshName, TenantId};
+
+    fn spec(mode: MeshMode, members: &[(&str, ClusterRole)]) -> MeshSpec {
+        MeshSpec {
+            tenant: TenantId::new("t").expect("valid"),
+            name: MeshName::new("demo").expect("valid"),
+            title: "demo".into(),
+            region: "r".into(),
+            mode,
+            version: "1.30.3".into(),
+            clusters: members
+                .iter()
+                .map(|(n, r)| MemberSpec::new(ClusterName::new(*n).expect("valid"), *r))
+                .collect(),
+            config: MeshConfig::default(),
+        }
+    }
+
+    #[test]
+    fn task_names_round_trip() {
+        let c = ClusterName::new("east").expect("valid");
+        let w = ClusterName::new("west").expect("valid");
+        for kind in [
+            TaskKind::Certificates,
+            TaskKind::ControlPlane(c.clone()),
+            TaskKind::WaitControlPlane(c.clone()),
+            TaskKind::Gateway(c.clone()),
+            TaskKind::MeshConfig(c.clone()),
+            TaskKind::Reader(c.clone()),
+            TaskKind::Link {
+                holder: c.clone(),
+                source: w,
+            },
+            TaskKind::Verify,
+            TaskKind::Uninstall(c),
+            TaskKind::Forget,
+        ] {
+            assert_eq!(TaskKind::parse(&kind.to_string()), Some(kind));
+        }
+        assert_eq!(TaskKind::parse("link:east"), None);
+        assert_eq!(TaskKind::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn multi_primary_links_every_pair_both_ways() {
+        let spec = spec(
+            MeshMode::MultiPrimary,
+            &[
+                ("a", ClusterRole::Master),
+                ("b", ClusterRole::Master),
+                ("c", ClusterRole::Master),
+            ],
+        );
+        let names: Vec<String> = install_tasks(&spec)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names.iter().filter(|n| n.starts_with("link:")).count(), 6);
+        assert_eq!(names.iter().filter(|n| n.starts_with("reader:")).count(), 3);
+        assert_eq!(names.first().map(String::as_str), Some("certificates"));
+        assert_eq!(names.last().map(String::as_str), Some("verify"));
+    }
+
+    #[test]
+    fn primary_remote_installs_the_primary_first_and_deletes_it_last() {
+        let spec = spec(
+            MeshMode::PrimaryRemote,
+            &[
+                ("r1", ClusterRole::Remote),
+                ("p", ClusterRole::Master),
+                ("r2", ClusterRole::Remote),
+            ],
+        );
+        let install: Vec<String> = install_tasks(&spec)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(install[1], "control-plane:p");
+        assert!(
+            install.contains(&"link:p:r1".to_owned()) && install.contains(&"link:p:r2".to_owned())
+        );
+        assert!(!install.iter().any(|n| n.starts_with("link:r1")));
+        let delete: Vec<String> = delete_tasks(&spec)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(delete[delete.len() - 2], "uninstall:p");
+        assert_eq!(delete.last().map(String::as_str), Some("forget"));
+    }
+
+    #[test]
+    fn a_single_cluster_mesh_has_no_links() {
+        let spec = spec(MeshMode::Single, &[("only", ClusterRole::Master)]);
+        let names: Vec<String> = install_tasks(&spec)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "certificates",
+                "control-plane:only",
+                "wait-control-plane:only",
+                "mesh-config:only",
+                "verify"
+            ]
+        );
+    }
+}

@@ -1,0 +1,500 @@
+//! The flow runner: executes a flow's tasks in order, persisting and announcing every transition.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_bus::event::{
+    FlowFinished, FlowOutcome, FlowStarted, TaskFinished, TaskOutcome, TaskStarted,
+};
+use mesh_bus::{Event, EventEnvelope};
+use mesh_core::spec::{MemberSpec, MeshConfig, MeshSpec};
+use mesh_core::{
+    ClusterName, ClusterRole, CommandStatus, FlowStatus, MeshMode, MeshName, TaskStatus, TenantId,
+};
+use mesh_schema::models::{FlowRecord, MeshRecord, TaskRecord};
+use mesh_schema::store::flow::{FlowTransition, TaskTransition};
+use mesh_schema::store::mesh::MeshStatusChange;
+use mesh_schema::{Store, TenantScope};
+use serde::{Deserialize, Serialize};
+
+use super::TaskKind;
+use super::tasks::TaskContext;
+use crate::connections::ClusterConnections;
+use crate::error::ActorError;
+use crate::events::EventSink;
+
+/// Timing of flows.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// How long one wait (a control plane, a gateway address, a sync) may take.
+    pub wait_timeout: Duration,
+    /// Attempts per task before the flow fails (transient errors only; others fail at once).
+    pub attempts: u32,
+    /// First retry delay; doubles each attempt, capped at 30 s.
+    pub backoff: Duration,
+    /// How often a running flow records its heartbeat.
+    pub heartbeat: Duration,
+    /// The worker's name, recorded as the flow's processor.
+    pub processor: String,
+    /// The lease epoch writes are fenced by.
+    pub epoch: i64,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            wait_timeout: Duration::from_secs(300),
+            attempts: 5,
+            backoff: Duration::from_millis(500),
+            heartbeat: Duration::from_secs(5),
+            processor: "meshd".into(),
+            epoch: 0,
+        }
+    }
+}
+
+/// What a flow row's `input` holds: the command that started it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlowInput {
+    /// The command's envelope id.
+    pub command_id: String,
+    /// The command's kind.
+    pub command: String,
+    /// The principal who sent it.
+    pub principal: String,
+    /// The correlation id events of the flow carry.
+    pub correlation_id: String,
+}
+
+/// Reconstructs a mesh's desired state from its rows.
+pub async fn load_spec(store: &Store, mesh: &MeshRecord) -> Result<MeshSpec, ActorError> {
+    let corrupt = |reason: String| ActorError::CorruptState {
+        mesh: mesh.name.clone(),
+        reason,
+    };
+    let members = store.list_member_clusters(&mesh.name).await?;
+    let clusters = members
+        .iter()
+        .map(|m| {
+            let name = ClusterName::new(m.name.clone()).map_err(|e| corrupt(e.to_string()))?;
+            let role = if m.role == "remote" {
+                ClusterRole::Remote
+            } else {
+                ClusterRole::Master
+            };
+            Ok(MemberSpec::new(name, role).with_network(m.network.clone()))
+        })
+        .collect::<Result<Vec<_>, ActorError>>()?;
+    let config: MeshConfig = match mesh.config.as_deref().filter(|c| !c.trim().is_empty()) {
+        Some(text) => serde_json::from_str(text).map_err(|e| corrupt(format!("config: {e}")))?,
+        None => MeshConfig::default(),
+    };
+    Ok(MeshSpec {
+        tenant: TenantId::new(mesh.tenant_id.clone()).map_err(|e| corrupt(e.to_string()))?,
+        name: MeshName::new(mesh.name.clone()).map_err(|e| corrupt(e.to_string()))?,
+        title: mesh.title.clone(),
+        region: mesh.region.clone(),
+        mode: mesh
+            .mode
+            .parse::<MeshMode>()
+            .map_err(|e| corrupt(e.to_string()))?,
+        version: mesh.version.clone(),
+        clusters,
+        config,
+    })
+}
+
+/// Runs flows.
+#[derive(Clone)]
+pub struct FlowRunner {
+    store: Store,
+    events: EventSink,
+    connections: ClusterConnections,
+    config: Arc<RunnerConfig>,
+}
+
+impl std::fmt::Debug for FlowRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowRunner")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The mesh statuses a flow sets while it runs and when it ends.
+fn mesh_statuses(def_name: &str) -> (&'static str, &'static str, &'static str) {
+    match def_name {
+        super::defs::INSTALL => ("Creating", "Running", "Failed"),
+        super::defs::DELETE => ("Deleting", "Deleted", "DeleteFailed"),
+        _ => ("Updating", "Running", "Failed"),
+    }
+}
+
+impl FlowRunner {
+    /// A runner writing to `store`, announcing on `events`, reaching clusters through
+    /// `connections`.
+    pub fn new(
+        store: Store,
+        events: EventSink,
+        connections: ClusterConnections,
+        config: RunnerConfig,
+    ) -> Self {
+        Self {
+            store,
+            events,
+            connections,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The runner's configuration.
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
+    }
+
+    /// The store the runner writes to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The event sink.
+    pub fn events(&self) -> &EventSink {
+        &self.events
+    }
+
+    fn event(
+        &self,
+        flow: &FlowRecord,
+        input: &FlowInput,
+        body: impl Into<Event>,
+    ) -> Result<EventEnvelope, ActorError> {
+        let tenant = TenantId::new(flow.tenant_id.clone())
+            .map_err(|e| ActorError::Message(e.to_string()))?;
+        let mesh = MeshName::new(flow.mesh_name.clone())
+            .map_err(|e| ActorError::Message(e.to_string()))?;
+        let mut envelope = EventEnvelope::event(tenant, mesh, input.principal.clone(), body)
+            .map_err(|e| ActorError::Message(e.to_string()))?;
+        if let Ok(correlation) = input.correlation_id.parse() {
+            envelope = envelope.with_correlation_id(correlation);
+        }
+        Ok(envelope)
+    }
+
+    async fn emit(
+        &self,
+        flow: &FlowRecord,
+        input: &FlowInput,
+        body: impl Into<Event>,
+    ) -> Result<(), ActorError> {
+        let envelope = self.event(flow, input, body)?;
+        self.events.emit(envelope, Some(flow.id)).await
+    }
+
+    /// Runs (or resumes) a flow to its end and returns how it ended.
+    #[tracing::instrument(skip_all, fields(flow = flow_id))]
+    pub async fn run(&self, flow_id: i64) -> Result<FlowStatus, ActorError> {
+        let flow = self
+            .store
+            .get_flow(flow_id)
+            .await?
+            .ok_or_else(|| ActorError::Message(format!("flow {flow_id} does not exist")))?;
+        if let Some(status) = flow
+            .status
+            .parse::<FlowStatus>()
+            .ok()
+            .filter(|s| s.is_terminal())
+        {
+            return Ok(status);
+        }
+        let input: FlowInput =
+            serde_json::from_str(&flow.input).map_err(|e| ActorError::CorruptState {
+                mesh: flow.mesh_name.clone(),
+                reason: format!("input of flow {flow_id}: {e}"),
+            })?;
+        let heartbeat = self.start_heartbeat(flow_id);
+        let outcome = self.run_tasks(&flow, &input).await;
+        heartbeat.abort();
+        let (status, detail) = match &outcome {
+            Ok(()) => (FlowStatus::Succeeded, None),
+            Err(error) => (FlowStatus::Failed, Some(error.to_string())),
+        };
+        self.finish(&flow, &input, status, detail).await?;
+        Ok(status)
+    }
+
+    fn start_heartbeat(&self, flow_id: i64) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let processor = self.config.processor.clone();
+        let period = self.config.heartbeat;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            loop {
+                ticker.tick().await;
+                if let Err(error) = store.heartbeat_flow(flow_id, &processor).await {
+                    tracing::warn!(%error, flow = flow_id, "heartbeat not recorded");
+                }
+            }
+        })
+    }
+
+    async fn run_tasks(&self, flow: &FlowRecord, input: &FlowInput) -> Result<(), ActorError> {
+        let mesh = self
+            .store
+            .get_mesh(&TenantScope::All, &flow.mesh_name)
+            .await?
+            .ok_or_else(|| {
+                ActorError::Message(format!("mesh {} no longer exists", flow.mesh_name))
+            })?;
+        let spec = load_spec(&self.store, &mesh).await?;
+        let (running, _, _) = mesh_statuses(&flow.def_name);
+        self.store
+            .transition_flow(
+                flow.id,
+                FlowTransition {
+                    status: FlowStatus::Running,
+                    log_line: None,
+                },
+            )
+            .await?;
+        self.store
+            .update_mesh_status(
+                &mesh.name,
+                self.config.epoch,
+                MeshStatusChange {
+                    status: Some(running.into()),
+                    ..MeshStatusChange::default()
+                },
+            )
+            .await?;
+        let started = self.emit(
+            flow,
+            input,
+            FlowStarted {
+                flow_id: flow.id,
+                flow: flow.def_name.clone(),
+            },
+        );
+        started.await?;
+        let context = TaskContext {
+            spec: &spec,
+            store: &self.store,
+            connections: &self.connections,
+            epoch: self.config.epoch,
+            config: &self.config,
+        };
+        for task in self.store.list_tasks(flow.id).await? {
+            if matches!(
+                task.status.parse::<TaskStatus>(),
+                Ok(TaskStatus::Succeeded | TaskStatus::Skipped)
+            ) {
+                continue;
+            }
+            let kind = TaskKind::parse(&task.name).ok_or_else(|| ActorError::CorruptState {
+                mesh: flow.mesh_name.clone(),
+                reason: format!("unknown task {:?}", task.name),
+            })?;
+            self.run_task(flow, input, &context, &task, &kind).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_task(
+        &self,
+        flow: &FlowRecord,
+        input: &FlowInput,
+        context: &TaskContext<'_>,
+        task: &TaskRecord,
+        kind: &TaskKind,
+    ) -> Result<(), ActorError> {
+        self.store
+            .transition_task(
+                task.id,
+                TaskTransition {
+                    status: Some(TaskStatus::Running),
+                    ..TaskTransition::default()
+                },
+            )
+            .await?;
+        let cluster = kind.cluster().cloned();
+        self.emit(
+            flow,
+            input,
+            TaskStarted {
+                flow_id: flow.id,
+                task_id: task.id,
+                task: task.name.clone(),
+                cluster: cluster.clone(),
+            },
+        )
+        .await?;
+        let mut attempt = 1;
+        let result = loop {
+            match context.run(kind).await {
+                Ok(done) => break Ok(done),
+                Err(error) if error.is_transient() && attempt < self.config.attempts => {
+                    let delay = self
+                        .config
+                        .backoff
+                        .saturating_mul(1 << (attempt - 1).min(6))
+                        .min(Duration::from_secs(30));
+                    tracing::info!(task = %task.name, attempt, %error, "task failed, retrying");
+                    self.store
+                        .transition_task(
+                            task.id,
+                            TaskTransition {
+                                log_line: Some(format!(
+                                    "attempt {attempt} failed: {error}; retrying in {}ms",
+                                    delay.as_millis()
+                                )),
+                                ..TaskTransition::default()
+                            },
+                        )
+                        .await?;
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        match result {
+            Ok(done) => {
+                self.store
+                    .transition_task(
+                        task.id,
+                        TaskTransition {
+                            status: Some(TaskStatus::Succeeded),
+                            output: Some(serde_json::json!({ "result": done }).to_string()),
+                            log_line: Some(done.clone()),
+                            ..TaskTransition::default()
+                        },
+                    )
+                    .await?;
+                self.emit(
+                    flow,
+                    input,
+                    TaskFinished {
+                        flow_id: flow.id,
+                        task_id: task.id,
+                        outcome: TaskOutcome::Succeeded,
+                        detail: Some(done),
+                    },
+                )
+                .await?;
+                Ok(())
+            }
+            Err(error) => {
+                let message = error.to_string();
+                self.store
+                    .transition_task(
+                        task.id,
+                        TaskTransition {
+                            status: Some(TaskStatus::Failed),
+                            error: Some(message.clone()),
+                            log_line: Some(format!("failed after {attempt} attempt(s): {message}")),
+                            ..TaskTransition::default()
+                        },
+                    )
+                    .await?;
+                if let Some(cluster) = &cluster {
+                    let short: String = message.chars().take(2000).collect();
+                    if let Err(e) = self
+                        .store
+                        .update_member_phase(cluster.as_str(), "Failed", &short, None)
+                        .await
+                    {
+                        tracing::warn!(error = %e, cluster = %cluster, "cluster error not recorded");
+                    }
+                }
+                self.emit(
+                    flow,
+                    input,
+                    TaskFinished {
+                        flow_id: flow.id,
+                        task_id: task.id,
+                        outcome: TaskOutcome::Failed,
+                        detail: Some(message),
+                    },
+                )
+                .await?;
+                Err(error)
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        flow: &FlowRecord,
+        input: &FlowInput,
+        status: FlowStatus,
+        detail: Option<String>,
+    ) -> Result<(), ActorError> {
+        let (_, succeeded, failed) = mesh_statuses(&flow.def_name);
+        let log_line = match &detail {
+            Some(reason) => format!("flow {status}: {reason}"),
+            None => format!("flow {status}"),
+        };
+        self.store
+            .transition_flow(
+                flow.id,
+                FlowTransition {
+                    status,
+                    log_line: Some(log_line),
+                },
+            )
+            .await?;
+        let mesh_status = if status == FlowStatus::Succeeded {
+            succeeded
+        } else {
+            failed
+        };
+        if flow.def_name != super::defs::DELETE || status != FlowStatus::Succeeded {
+            match self
+                .store
+                .update_mesh_status(
+                    &flow.mesh_name,
+                    self.config.epoch,
+                    MeshStatusChange {
+                        status: Some(mesh_status.into()),
+                        ..MeshStatusChange::default()
+                    },
+                )
+                .await
+            {
+                Ok(_) | Err(mesh_schema::StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let command_status = if status == FlowStatus::Succeeded {
+            CommandStatus::Succeeded
+        } else {
+            CommandStatus::Failed
+        };
+        self.store
+            .complete_command(
+                &input.command_id,
+                command_status,
+                detail.clone(),
+                Some(flow.id),
+            )
+            .await?;
+        if flow.def_name == super::defs::DELETE && status == FlowStatus::Succeeded {
+            self.emit(flow, input, mesh_bus::event::MeshDeleted {})
+                .await?;
+        }
+        let outcome = if status == FlowStatus::Succeeded {
+            FlowOutcome::Succeeded
+        } else {
+            FlowOutcome::Failed
+        };
+        self.emit(
+            flow,
+            input,
+            FlowFinished {
+                flow_id: flow.id,
+                outcome,
+                detail,
+            },
+        )
+        .await
+    }
+}

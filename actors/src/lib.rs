@@ -1,0 +1,30 @@
+//! mesh-actors: where commands become work in clusters.
+//!
+//! # Layout
+//! - [`worker`]: [`Worker`], which starts the actors of one worker process and resumes the flows a
+//!   dead worker left behind.
+//! - [`partition`]: the `PartitionOwner` actor: consumes the command partitions it owns and routes
+//!   each command to the actor of its mesh.
+//! - [`mesh`]: the `MeshActor` (a thin actix shell) and [`mesh::MeshComponent`], the plain logic
+//!   that accepts or rejects a command and turns it into a persistent flow.
+//! - [`flow`]: flows as task lists ([`flow::TaskKind`]), the [`flow::FlowRunner`] that executes them
+//!   with retries and records every transition, and the tasks themselves.
+//! - [`connections`]: kube clients for member clusters, built from their sealed credentials.
+//! - [`events`]: the [`events::EventSink`] that appends every event to the mesh's history and
+//!   publishes it on the bus.
+//!
+//! Per mesh, commands are handled one at a time, in order; a command that arrives while a flow of
+//! the mesh runs is rejected with a `CommandRejected` event naming the flow. Every task is
+//! idempotent (server-side apply, "ensure" semantics), so a flow interrupted anywhere is resumed by
+//! re-running its current task.
+
+pub mod connections;
+pub mod error;
+pub mod events;
+pub mod flow;
+pub mod mesh;
+pub mod partition;
+pub mod worker;
+
+pub use error::ActorError;
+pub use worker::{Worker, WorkerConfig};

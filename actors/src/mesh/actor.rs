@@ -1,0 +1,108 @@
+//! The actix shell of a mesh: one mailbox per mesh, commands handled one at a time and in order
+//! (`ctx.wait`), flows run in the background (`ctx.spawn`) so a command arriving meanwhile is
+//! answered (rejected as busy) instead of queued behind a long install.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use mesh_bus::Delivery;
+use mesh_core::FlowStatus;
+
+use super::component::{Acceptance, MeshComponent};
+
+/// A command delivery for this mesh.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HandleCommand(pub Delivery);
+
+/// Resume an unfinished flow (after a restart or a takeover).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ResumeFlow(pub i64);
+
+/// The actor of one mesh.
+pub struct MeshActor {
+    component: MeshComponent,
+    running: Option<i64>,
+}
+
+impl MeshActor {
+    /// An actor around `component`.
+    pub fn new(component: MeshComponent) -> Self {
+        Self {
+            component,
+            running: None,
+        }
+    }
+
+    fn start_flow(&mut self, flow_id: i64, ctx: &mut Context<Self>) {
+        if self.running == Some(flow_id) {
+            return;
+        }
+        self.running = Some(flow_id);
+        let runner = self.component.runner().clone();
+        ctx.spawn(
+            async move { runner.run(flow_id).await }
+                .into_actor(self)
+                .map(move |outcome, actor, _ctx| {
+                    match outcome {
+                        Ok(FlowStatus::Succeeded) => {
+                            tracing::info!(flow = flow_id, "flow succeeded")
+                        }
+                        Ok(status) => tracing::warn!(flow = flow_id, %status, "flow ended"),
+                        Err(error) => {
+                            tracing::error!(flow = flow_id, %error, "flow could not be run")
+                        }
+                    }
+                    if actor.running == Some(flow_id) {
+                        actor.running = None;
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for MeshActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<HandleCommand> for MeshActor {
+    type Result = ();
+
+    fn handle(&mut self, HandleCommand(delivery): HandleCommand, ctx: &mut Context<Self>) {
+        let component = self.component.clone();
+        let work = async move {
+            let accepted = component.accept(delivery.envelope()).await;
+            match &accepted {
+                Ok(_) => {
+                    if let Err(error) = delivery.ack().await {
+                        tracing::warn!(%error, "command handled but not acknowledged; it will come again");
+                    }
+                }
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(%error, "command not handled, will retry");
+                    let _ = delivery.nak(Some(Duration::from_secs(2))).await;
+                }
+                Err(error) => {
+                    // Not retryable: acknowledge so it does not loop forever; the log says why.
+                    tracing::error!(%error, "command could not be handled");
+                    let _ = delivery.ack().await;
+                }
+            }
+            accepted.ok()
+        };
+        ctx.wait(work.into_actor(self).map(|accepted, actor, ctx| {
+            if let Some(Acceptance::Started(flow_id)) = accepted {
+                actor.start_flow(flow_id, ctx);
+            }
+        }));
+    }
+}
+
+impl Handler<ResumeFlow> for MeshActor {
+    type Result = ();
+
+    fn handle(&mut self, ResumeFlow(flow_id): ResumeFlow, ctx: &mut Context<Self>) {
+        self.start_flow(flow_id, ctx);
+    }
+}

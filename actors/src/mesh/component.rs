@@ -1,0 +1,412 @@
+//! Accepting commands: the idempotency gate, the decision, the flow.
+
+use std::sync::Arc;
+
+use mesh_bus::command::{CreateMesh, SetTraceSampling, UpdateMeshConfig};
+use mesh_bus::event::{CommandAccepted, CommandRejected, MeshConfigUpdated, MeshCreated};
+use mesh_bus::{Command, CommandEnvelope, Event, EventEnvelope};
+use mesh_core::spec::{MemberSpec, MeshConfig, MeshSpec, describe_errors};
+use mesh_core::{CommandStatus, FlowStatus, VersionCatalog};
+use mesh_schema::models::{MeshRecord, NewCommand, NewFlow, NewMemberCluster, NewMesh};
+use mesh_schema::store::mesh::MeshSpecChange;
+use mesh_schema::{StoreError, TenantScope};
+
+use crate::error::ActorError;
+use crate::flow::{FlowInput, load_spec};
+use crate::flow::{FlowRunner, TaskKind, defs, delete_tasks, install_tasks, reconfigure_tasks};
+
+/// What became of a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acceptance {
+    /// Seen before and already handled: nothing to do.
+    Duplicate,
+    /// Refused, with the reason sent to the caller.
+    Rejected(String),
+    /// Accepted; this flow carries it out (run or resume it).
+    Started(i64),
+}
+
+/// A decision about a command.
+enum Decision {
+    Reject(String),
+    Start {
+        def_name: &'static str,
+        tasks: Vec<TaskKind>,
+        announce: Option<Event>,
+    },
+}
+
+/// The logic of a mesh actor.
+#[derive(Clone)]
+pub struct MeshComponent {
+    runner: FlowRunner,
+    catalog: Arc<VersionCatalog>,
+}
+
+impl std::fmt::Debug for MeshComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshComponent").finish_non_exhaustive()
+    }
+}
+
+fn reject(reason: impl Into<String>) -> Result<Decision, ActorError> {
+    Ok(Decision::Reject(reason.into()))
+}
+
+impl MeshComponent {
+    /// A component running flows with `runner` and checking versions against `catalog`.
+    pub fn new(runner: FlowRunner, catalog: Arc<VersionCatalog>) -> Self {
+        Self { runner, catalog }
+    }
+
+    /// The flow runner.
+    pub fn runner(&self) -> &FlowRunner {
+        &self.runner
+    }
+
+    async fn emit_for(
+        &self,
+        command: &CommandEnvelope,
+        body: impl Into<Event>,
+        flow_id: Option<i64>,
+    ) -> Result<(), ActorError> {
+        let event = EventEnvelope::caused_by(command, body)
+            .map_err(|e| ActorError::Message(e.to_string()))?;
+        self.runner.events().emit(event, flow_id).await
+    }
+
+    /// Handles one delivery of a command: records it, decides, persists the flow.
+    #[tracing::instrument(skip_all, fields(mesh = %command.mesh, tenant = %command.tenant, message_id = %command.id))]
+    pub async fn accept(&self, command: &CommandEnvelope) -> Result<Acceptance, ActorError> {
+        let store = self.runner.store();
+        let recorded = store
+            .record_command(NewCommand {
+                command_id: command.id.to_string(),
+                tenant_id: command.tenant.to_string(),
+                mesh_name: command.mesh.to_string(),
+                kind: command.kind().to_owned(),
+                status: CommandStatus::Accepted.as_str().to_owned(),
+            })
+            .await?;
+        if recorded.duplicate {
+            match recorded.record.flow_id {
+                Some(flow_id) => {
+                    let running = store
+                        .get_flow(flow_id)
+                        .await?
+                        .and_then(|f| f.status.parse::<FlowStatus>().ok())
+                        .is_some_and(|s| !s.is_terminal());
+                    return Ok(if running {
+                        Acceptance::Started(flow_id)
+                    } else {
+                        Acceptance::Duplicate
+                    });
+                }
+                None if recorded.record.status != CommandStatus::Accepted.as_str() => {
+                    return Ok(Acceptance::Duplicate);
+                }
+                // Accepted but no flow: the previous delivery stopped half-way; decide again.
+                None => {}
+            }
+        }
+        let decision = self.decide(command, recorded.duplicate).await?;
+        match decision {
+            Decision::Reject(reason) => {
+                store
+                    .complete_command(
+                        &command.id.to_string(),
+                        CommandStatus::Rejected,
+                        Some(reason.clone()),
+                        None,
+                    )
+                    .await?;
+                self.emit_for(
+                    command,
+                    CommandRejected {
+                        command: command.kind().to_owned(),
+                        reason: reason.clone(),
+                    },
+                    None,
+                )
+                .await?;
+                tracing::info!(%reason, kind = command.kind(), "command rejected");
+                Ok(Acceptance::Rejected(reason))
+            }
+            Decision::Start {
+                def_name,
+                tasks,
+                announce,
+            } => {
+                let input = FlowInput {
+                    command_id: command.id.to_string(),
+                    command: command.kind().to_owned(),
+                    principal: command.principal.clone(),
+                    correlation_id: command.correlation_id.to_string(),
+                };
+                let flow = store
+                    .start_flow(
+                        &command.id.to_string(),
+                        NewFlow {
+                            tenant_id: command.tenant.to_string(),
+                            mesh_name: command.mesh.to_string(),
+                            name: format!("{def_name}-{}", command.mesh),
+                            def_name: def_name.to_owned(),
+                            status: FlowStatus::Pending.as_str().to_owned(),
+                            input: serde_json::to_string(&input)
+                                .map_err(|e| ActorError::Message(e.to_string()))?,
+                            processor: self.runner.config().processor.clone(),
+                        },
+                        tasks.iter().map(ToString::to_string).collect(),
+                    )
+                    .await?;
+                if let Some(event) = announce {
+                    self.emit_for(command, event, Some(flow.id)).await?;
+                }
+                self.emit_for(
+                    command,
+                    CommandAccepted {
+                        command: command.kind().to_owned(),
+                    },
+                    Some(flow.id),
+                )
+                .await?;
+                Ok(Acceptance::Started(flow.id))
+            }
+        }
+    }
+
+    async fn running_flow(&self, mesh: &str) -> Result<Option<(i64, String)>, ActorError> {
+        let flows = self.runner.store().list_flows(mesh, 20).await?;
+        Ok(flows
+            .into_iter()
+            .find(|f| {
+                f.status
+                    .parse::<FlowStatus>()
+                    .is_ok_and(|s| !s.is_terminal())
+            })
+            .map(|f| (f.id, f.def_name)))
+    }
+
+    async fn visible_mesh(
+        &self,
+        command: &CommandEnvelope,
+    ) -> Result<Option<MeshRecord>, ActorError> {
+        Ok(self
+            .runner
+            .store()
+            .get_mesh(
+                &TenantScope::Tenant(command.tenant.clone()),
+                command.mesh.as_str(),
+            )
+            .await?)
+    }
+
+    async fn decide(
+        &self,
+        command: &CommandEnvelope,
+        redelivered: bool,
+    ) -> Result<Decision, ActorError> {
+        if let Some((flow_id, def_name)) = self.running_flow(command.mesh.as_str()).await? {
+            return reject(format!(
+                "mesh {} is busy: flow {flow_id} ({def_name}) is still running; retry when it has finished",
+                command.mesh
+            ));
+        }
+        match &command.body {
+            Command::CreateMesh(create) => self.decide_create(command, create, redelivered).await,
+            Command::DeleteMesh(_) => {
+                let Some(mesh) = self.visible_mesh(command).await? else {
+                    return reject(format!("mesh {} does not exist", command.mesh));
+                };
+                let spec = load_spec(self.runner.store(), &mesh).await?;
+                Ok(Decision::Start {
+                    def_name: defs::DELETE,
+                    tasks: delete_tasks(&spec),
+                    announce: None,
+                })
+            }
+            Command::SetTraceSampling(SetTraceSampling { percent }) => {
+                let percent = percent.get();
+                self.decide_reconfigure(command, move |config| config.trace_sampling = percent)
+                    .await
+            }
+            Command::UpdateMeshConfig(UpdateMeshConfig { config }) => {
+                let parsed: MeshConfig = match serde_json::from_value(config.clone()) {
+                    Ok(parsed) => parsed,
+                    Err(e) => return reject(format!("invalid mesh configuration: {e}")),
+                };
+                self.decide_reconfigure(command, move |config| *config = parsed)
+                    .await
+            }
+            _ => reject(format!(
+                "{} is not supported by this version of mesh-manager yet",
+                command.kind()
+            )),
+        }
+    }
+
+    async fn decide_create(
+        &self,
+        command: &CommandEnvelope,
+        create: &CreateMesh,
+        redelivered: bool,
+    ) -> Result<Decision, ActorError> {
+        let store = self.runner.store();
+        let config: MeshConfig = match serde_json::from_value(create.config.clone()) {
+            Ok(config) => config,
+            Err(e) => return reject(format!("invalid mesh configuration: {e}")),
+        };
+        let spec = MeshSpec {
+            tenant: command.tenant.clone(),
+            name: command.mesh.clone(),
+            title: create.title.clone(),
+            region: create.region.clone(),
+            mode: create.mode,
+            version: create.version.clone(),
+            clusters: create
+                .clusters
+                .iter()
+                .map(|c| MemberSpec::new(c.name.clone(), c.role).with_network(c.network.clone()))
+                .collect(),
+            config,
+        };
+        if let Err(errors) = spec.validate(self.catalog.as_ref()) {
+            return reject(describe_errors(&errors));
+        }
+        if let Some(existing) = store
+            .get_mesh(&TenantScope::All, command.mesh.as_str())
+            .await?
+        {
+            // A redelivery of the command that created the row resumes; anything else is a clash.
+            let ours = redelivered
+                && existing.tenant_id == command.tenant.as_str()
+                && existing.status == "Creating";
+            if !ours {
+                return reject(format!("mesh {} already exists", command.mesh));
+            }
+            return Ok(Decision::Start {
+                def_name: defs::INSTALL,
+                tasks: install_tasks(&spec),
+                announce: None,
+            });
+        }
+        for member in &spec.clusters {
+            let registered = store
+                .get_registered_cluster(
+                    &TenantScope::Tenant(command.tenant.clone()),
+                    member.name.as_str(),
+                )
+                .await?;
+            if registered.is_none() {
+                return reject(format!(
+                    "cluster {} is not registered for tenant {}",
+                    member.name, command.tenant
+                ));
+            }
+        }
+        let config_text =
+            serde_json::to_string(&spec.config).map_err(|e| ActorError::Message(e.to_string()))?;
+        let row = store
+            .create_mesh(NewMesh {
+                tenant_id: command.tenant.to_string(),
+                name: command.mesh.to_string(),
+                region: spec.region.clone(),
+                title: spec.title.clone(),
+                status: "Creating".into(),
+                version: spec.version.clone(),
+                config: Some(config_text),
+                mode: spec.mode.as_str().into(),
+                state: None,
+            })
+            .await?;
+        for member in &spec.clusters {
+            let added = store
+                .add_member_cluster(NewMemberCluster {
+                    name: member.name.to_string(),
+                    region: spec.region.clone(),
+                    mesh_name: command.mesh.to_string(),
+                    role: member.role.as_str().into(),
+                    phase: "Pending".into(),
+                    network: member.network_name().to_owned(),
+                })
+                .await;
+            if let Err(StoreError::AlreadyExists { .. }) = added {
+                store.soft_delete_mesh(command.mesh.as_str(), 0).await?;
+                return reject(format!(
+                    "cluster {} is already a member of another mesh",
+                    member.name
+                ));
+            }
+            added?;
+        }
+        let announce = MeshCreated {
+            generation: row.generation,
+            version: spec.version.clone(),
+            mode: spec.mode,
+            clusters: spec.clusters.iter().map(|m| m.name.clone()).collect(),
+        };
+        Ok(Decision::Start {
+            def_name: defs::INSTALL,
+            tasks: install_tasks(&spec),
+            announce: Some(announce.into()),
+        })
+    }
+
+    async fn decide_reconfigure(
+        &self,
+        command: &CommandEnvelope,
+        change: impl FnOnce(&mut MeshConfig),
+    ) -> Result<Decision, ActorError> {
+        let store = self.runner.store();
+        let Some(mesh) = self.visible_mesh(command).await? else {
+            return reject(format!("mesh {} does not exist", command.mesh));
+        };
+        if matches!(mesh.status.as_str(), "Creating" | "Deleting") {
+            return reject(format!(
+                "mesh {} is {}; change its configuration when it is running",
+                command.mesh, mesh.status
+            ));
+        }
+        let mut spec = load_spec(store, &mesh).await?;
+        change(&mut spec.config);
+        if let Err(errors) = spec.validate(self.catalog.as_ref()) {
+            return reject(describe_errors(&errors));
+        }
+        let expected = command.expected_generation.unwrap_or(mesh.generation);
+        let config_text =
+            serde_json::to_string(&spec.config).map_err(|e| ActorError::Message(e.to_string()))?;
+        let updated = store
+            .update_mesh_spec(
+                mesh.name.as_str(),
+                expected,
+                self.runner.config().epoch,
+                MeshSpecChange {
+                    config: Some(config_text),
+                    ..MeshSpecChange::default()
+                },
+            )
+            .await;
+        let updated = match updated {
+            Ok(row) => row,
+            Err(StoreError::GenerationConflict {
+                expected, actual, ..
+            }) => {
+                return reject(format!(
+                    "mesh {} is at generation {actual}, not {expected}: reload it and retry",
+                    command.mesh
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Decision::Start {
+            def_name: defs::RECONFIGURE,
+            tasks: reconfigure_tasks(&spec),
+            announce: Some(
+                MeshConfigUpdated {
+                    generation: updated.generation,
+                }
+                .into(),
+            ),
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! The partition owner: consumes the command partitions of this worker and routes every command to
+//! the actor of its mesh, starting actors on demand.
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+use mesh_bus::{BusError, Delivery};
+
+use crate::mesh::{HandleCommand, MeshActor, MeshComponent, ResumeFlow};
+
+/// Route a flow to resume to its mesh actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resume {
+    /// The mesh's tenant.
+    pub tenant: String,
+    /// The mesh.
+    pub mesh: String,
+    /// The flow.
+    pub flow_id: i64,
+}
+
+/// Owns command partitions and the mesh actors of their meshes.
+pub struct PartitionOwner {
+    component: MeshComponent,
+    meshes: HashMap<String, Addr<MeshActor>>,
+}
+
+impl PartitionOwner {
+    /// An owner whose mesh actors share `component`.
+    pub fn new(component: MeshComponent) -> Self {
+        Self {
+            component,
+            meshes: HashMap::new(),
+        }
+    }
+
+    fn mesh_actor(&mut self, tenant: &str, mesh: &str) -> Addr<MeshActor> {
+        let key = format!("{tenant}/{mesh}");
+        let component = self.component.clone();
+        self.meshes
+            .entry(key)
+            .or_insert_with(|| MeshActor::new(component).start())
+            .clone()
+    }
+}
+
+impl Actor for PartitionOwner {
+    type Context = Context<Self>;
+}
+
+impl StreamHandler<Result<Delivery, BusError>> for PartitionOwner {
+    fn handle(&mut self, item: Result<Delivery, BusError>, _ctx: &mut Context<Self>) {
+        match item {
+            Ok(delivery) => {
+                let envelope = delivery.envelope();
+                let actor = self.mesh_actor(envelope.tenant.as_str(), envelope.mesh.as_str());
+                actor.do_send(HandleCommand(delivery));
+            }
+            Err(error) => tracing::warn!(%error, "command stream reported a problem"),
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!("command stream ended");
+    }
+}
+
+impl Handler<Resume> for PartitionOwner {
+    type Result = ();
+
+    fn handle(&mut self, resume: Resume, _ctx: &mut Context<Self>) {
+        self.mesh_actor(&resume.tenant, &resume.mesh)
+            .do_send(ResumeFlow(resume.flow_id));
+    }
+}

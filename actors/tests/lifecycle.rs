@@ -1,0 +1,399 @@
+//! Mesh lifecycle end to end: commands on a real bus, state in a real database, Istio installed
+//! into simulated clusters through the unmodified kube client.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use mesh_actors::flow::RunnerConfig;
+use mesh_actors::{Worker, WorkerConfig};
+use mesh_bus::command::{ClusterSpec, CreateMesh, DeleteMesh, SetTraceSampling};
+use mesh_bus::{Bus, BusConfig, CommandEnvelope, Event, EventFilter, LocalBus, NatsBus, StartAt};
+use mesh_core::plan::managed_kinds;
+use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId, VersionCatalog};
+use mesh_schema::store::cluster::RegisterCluster;
+use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store, TenantScope};
+use mesh_sim::World;
+use mesh_testkit::mariadb::TestDatabase;
+
+struct Setup {
+    store: Store,
+    bus: Arc<dyn Bus>,
+    world: World,
+    _worker: Worker,
+    _database: Option<TestDatabase>,
+    _dir: tempfile::TempDir,
+    _nats: Option<mesh_testkit::nats::NatsServer>,
+}
+
+async fn setup(clusters: usize, mariadb: bool, nats: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let database = mariadb.then(TestDatabase::create);
+    let url = match &database {
+        Some(db) => db.url(),
+        None => format!("sqlite://{}", dir.path().join("meshd.db").display()),
+    };
+    let store = Store::open(
+        DatabaseTarget::parse(&url).unwrap(),
+        SecretBox::new(&SecretKey::generate()),
+        8,
+        true,
+    )
+    .await
+    .unwrap();
+    let (bus, nats_server): (Arc<dyn Bus>, _) = if nats {
+        let server = mesh_testkit::nats::NatsServer::start();
+        let config = BusConfig::with_root(mesh_testkit::nats::unique_root());
+        (
+            Arc::new(NatsBus::connect(server.url(), config).await.unwrap()),
+            Some(server),
+        )
+    } else {
+        (Arc::new(LocalBus::new(BusConfig::default()).unwrap()), None)
+    };
+    let world = World::builder()
+        .clusters(clusters)
+        .deploy_ready_delay(Duration::from_millis(50))
+        .remote_sync_interval(Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    for cluster in world.clusters() {
+        store
+            .register_cluster(RegisterCluster {
+                tenant_id: "acme".into(),
+                name: cluster.name().into(),
+                region: "sim".into(),
+                server: cluster.url(),
+                auth_kind: "token".into(),
+                kubeconfig: cluster.kubeconfig_yaml(),
+                status: "Reachable".into(),
+                status_message: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let config = WorkerConfig {
+        runner: RunnerConfig {
+            wait_timeout: Duration::from_secs(10),
+            backoff: Duration::from_millis(100),
+            heartbeat: Duration::from_millis(500),
+            ..RunnerConfig::default()
+        },
+    };
+    let worker = Worker::start(
+        config,
+        store.clone(),
+        Arc::clone(&bus),
+        Arc::new(VersionCatalog::builtin()),
+    )
+    .await
+    .unwrap();
+    Setup {
+        store,
+        bus,
+        world,
+        _worker: worker,
+        _database: database,
+        _dir: dir,
+        _nats: nats_server,
+    }
+}
+
+fn tenant() -> TenantId {
+    TenantId::new("acme").unwrap()
+}
+
+fn create_command(mesh: &str, mode: MeshMode, members: &[(&str, ClusterRole)]) -> CommandEnvelope {
+    CommandEnvelope::command(
+        tenant(),
+        MeshName::new(mesh).unwrap(),
+        "test",
+        CreateMesh {
+            title: format!("{mesh} mesh"),
+            region: "sim".into(),
+            version: "1.30.3".into(),
+            mode,
+            clusters: members
+                .iter()
+                .map(|(name, role)| ClusterSpec {
+                    name: ClusterName::new(*name).unwrap(),
+                    role: *role,
+                    network: format!("net-{name}"),
+                })
+                .collect(),
+            config: serde_json::json!({"traceSampling": 2.5}),
+        },
+    )
+    .unwrap()
+}
+
+/// What the flows of a mesh did, for failure messages.
+async fn flow_report(store: &Store, mesh: &str) -> String {
+    let mut report = String::new();
+    for flow in store.list_flows(mesh, 10).await.unwrap() {
+        report.push_str(&format!(
+            "flow {} {} {}\n",
+            flow.id, flow.def_name, flow.status
+        ));
+        for task in store.list_tasks(flow.id).await.unwrap() {
+            report.push_str(&format!(
+                "  {} {} {:?} {:?}\n",
+                task.name, task.status, task.error, task.log
+            ));
+        }
+    }
+    report
+}
+
+/// Publishes a command and waits for the event that ends it (FlowFinished or CommandRejected).
+async fn run_command(setup: &Setup, command: CommandEnvelope) -> Event {
+    let bus = &setup.bus;
+    let mut events = bus
+        .subscribe_events(
+            EventFilter::Mesh(command.tenant.clone(), command.mesh.clone()),
+            StartAt::Beginning,
+        )
+        .await
+        .unwrap();
+    bus.publish_command(&command).await.unwrap();
+    let wait = async {
+        while let Some(record) = events.next().await {
+            let record = record.unwrap();
+            if record.envelope.correlation_id != command.correlation_id {
+                continue;
+            }
+            if matches!(
+                record.envelope.body,
+                Event::FlowFinished(_) | Event::CommandRejected(_)
+            ) {
+                return record.envelope.body;
+            }
+        }
+        panic!("event stream ended");
+    };
+    match tokio::time::timeout(Duration::from_secs(90), wait).await {
+        Ok(event) => event,
+        Err(_) => panic!(
+            "the command did not finish in time:\n{}",
+            flow_report(&setup.store, command.mesh.as_str()).await
+        ),
+    }
+}
+
+async fn managed_objects(world: &World, mesh: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for cluster in world.clusters() {
+        let client = cluster.client().await.unwrap();
+        let ops = mesh_clusters::ClusterOps::new(cluster.name(), client);
+        for kind in managed_kinds() {
+            let selector =
+                format!("app.kubernetes.io/managed-by=mesh-manager,mesh-manager.io/mesh={mesh}");
+            for object in ops
+                .list_labelled(kind.api_version, kind.kind, &selector)
+                .await
+                .unwrap()
+            {
+                found.push(format!("{}: {object}", cluster.name()));
+            }
+        }
+    }
+    found
+}
+
+fn assert_succeeded(event: &Event) {
+    match event {
+        Event::FlowFinished(finished) => assert_eq!(
+            finished.outcome,
+            mesh_bus::event::FlowOutcome::Succeeded,
+            "flow failed: {:?}",
+            finished.detail
+        ),
+        other => panic!("expected a finished flow, got {other:?}"),
+    }
+}
+
+#[actix_rt::test]
+async fn a_multi_primary_mesh_reaches_running_and_deletes_without_leftovers() {
+    let setup = setup(3, true, true).await;
+    let names: Vec<String> = setup
+        .world
+        .clusters()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let members: Vec<(&str, ClusterRole)> = names
+        .iter()
+        .map(|n| (n.as_str(), ClusterRole::Master))
+        .collect();
+    let create = create_command("demo", MeshMode::MultiPrimary, &members);
+    assert_succeeded(&run_command(&setup, create.clone()).await);
+
+    let mesh = setup
+        .store
+        .get_mesh(&TenantScope::All, "demo")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mesh.status, "Running");
+    for member in setup.store.list_member_clusters("demo").await.unwrap() {
+        assert_eq!(member.phase, "Running", "{member:?}");
+        assert!(member.linked_at.is_some());
+    }
+    assert_eq!(
+        setup.store.list_lb_resources("demo").await.unwrap().len(),
+        3
+    );
+    // Every istiod sees every peer.
+    for cluster in setup.world.clusters() {
+        let client = cluster.client().await.unwrap();
+        let ops = mesh_clusters::ClusterOps::new(cluster.name(), client);
+        for peer in names.iter().filter(|n| *n != cluster.name()) {
+            let status = ops.remote_cluster_status(peer).await.unwrap().unwrap();
+            assert_eq!(
+                status["syncStatus"],
+                "synced",
+                "{} -> {peer}: {status}",
+                cluster.name()
+            );
+        }
+    }
+    assert!(!managed_objects(&setup.world, "demo").await.is_empty());
+
+    // The same command again has no second effect.
+    setup.bus.publish_command(&create).await.unwrap();
+    let flows = setup.store.list_flows("demo", 10).await.unwrap();
+    assert_eq!(flows.len(), 1);
+
+    let sampling = CommandEnvelope::command(
+        tenant(),
+        MeshName::new("demo").unwrap(),
+        "test",
+        SetTraceSampling {
+            percent: mesh_bus::command::SamplingPercent::new(10.0).unwrap(),
+        },
+    )
+    .unwrap();
+    assert_succeeded(&run_command(&setup, sampling).await);
+    let mesh = setup
+        .store
+        .get_mesh(&TenantScope::All, "demo")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(mesh.config.unwrap().contains("\"traceSampling\":10.0"));
+    assert_eq!(mesh.generation, 2);
+
+    let delete = CommandEnvelope::command(
+        tenant(),
+        MeshName::new("demo").unwrap(),
+        "test",
+        DeleteMesh {},
+    )
+    .unwrap();
+    assert_succeeded(&run_command(&setup, delete).await);
+    assert!(
+        setup
+            .store
+            .get_mesh(&TenantScope::All, "demo")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let left = managed_objects(&setup.world, "demo").await;
+    assert!(left.is_empty(), "objects left behind: {left:?}");
+    let events = setup.store.list_events("demo", 0, 1000).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == "MeshDeleted"));
+}
+
+#[actix_rt::test]
+async fn a_primary_remote_mesh_reaches_running() {
+    let setup = setup(3, false, false).await;
+    let names: Vec<String> = setup
+        .world
+        .clusters()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let members = [
+        (names[0].as_str(), ClusterRole::Master),
+        (names[1].as_str(), ClusterRole::Remote),
+        (names[2].as_str(), ClusterRole::Remote),
+    ];
+    assert_succeeded(
+        &run_command(
+            &setup,
+            create_command("pr", MeshMode::PrimaryRemote, &members),
+        )
+        .await,
+    );
+    let mesh = setup
+        .store
+        .get_mesh(&TenantScope::All, "pr")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mesh.status, "Running");
+    let primary = setup.world.cluster(0);
+    let ops = mesh_clusters::ClusterOps::new(primary.name(), primary.client().await.unwrap());
+    for remote in &names[1..] {
+        let status = ops.remote_cluster_status(remote).await.unwrap().unwrap();
+        assert_eq!(status["syncStatus"], "synced", "{status}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_single_cluster_mesh_reaches_running_and_bad_commands_are_rejected() {
+    let setup = setup(1, false, false).await;
+    let name = setup.world.cluster(0).name().to_owned();
+    assert_succeeded(
+        &run_command(
+            &setup,
+            create_command("solo", MeshMode::Single, &[(&name, ClusterRole::Master)]),
+        )
+        .await,
+    );
+    assert_eq!(
+        setup
+            .store
+            .get_mesh(&TenantScope::All, "solo")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "Running"
+    );
+
+    let again = run_command(
+        &setup,
+        create_command("solo", MeshMode::Single, &[(&name, ClusterRole::Master)]),
+    )
+    .await;
+    match again {
+        Event::CommandRejected(rejected) => assert!(
+            rejected.reason.contains("already exists"),
+            "{}",
+            rejected.reason
+        ),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    let unknown = run_command(
+        &setup,
+        create_command(
+            "other",
+            MeshMode::Single,
+            &[("not-registered", ClusterRole::Master)],
+        ),
+    )
+    .await;
+    match unknown {
+        Event::CommandRejected(rejected) => assert!(
+            rejected.reason.contains("not registered"),
+            "{}",
+            rejected.reason
+        ),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
