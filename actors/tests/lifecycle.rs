@@ -79,6 +79,7 @@ async fn setup(clusters: usize, mariadb: bool, nats: bool) -> Setup {
         runner: RunnerConfig {
             wait_timeout: Duration::from_secs(10),
             backoff: Duration::from_millis(100),
+            attempts: 40,
             heartbeat: Duration::from_millis(500),
             ..RunnerConfig::default()
         },
@@ -396,4 +397,396 @@ async fn a_single_cluster_mesh_reaches_running_and_bad_commands_are_rejected() {
         ),
         other => panic!("expected a rejection, got {other:?}"),
     }
+}
+
+fn cluster_command(mesh: &str, command: impl Into<mesh_bus::Command>) -> CommandEnvelope {
+    CommandEnvelope::command(tenant(), MeshName::new(mesh).unwrap(), "test", command).unwrap()
+}
+
+async fn synced_peers(cluster: &mesh_sim::SimCluster, peers: &[&str]) -> Vec<String> {
+    let ops = mesh_clusters::ClusterOps::new(cluster.name(), cluster.client().await.unwrap());
+    let mut synced = Vec::new();
+    for peer in peers {
+        if let Some(status) = ops.remote_cluster_status(peer).await.unwrap() {
+            if status["syncStatus"] == "synced" {
+                synced.push((*peer).to_owned());
+            }
+        }
+    }
+    synced
+}
+
+#[actix_rt::test]
+async fn adding_a_fourth_cluster_links_it_everywhere_and_removing_it_unlinks_it() {
+    let setup = setup(4, false, false).await;
+    let names: Vec<String> = setup
+        .world
+        .clusters()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let members: Vec<(&str, ClusterRole)> = names[..3]
+        .iter()
+        .map(|n| (n.as_str(), ClusterRole::Master))
+        .collect();
+    assert_succeeded(
+        &run_command(
+            &setup,
+            create_command("grow", MeshMode::MultiPrimary, &members),
+        )
+        .await,
+    );
+
+    let fourth = ClusterName::new(names[3].clone()).unwrap();
+    let add = cluster_command(
+        "grow",
+        mesh_bus::command::AddCluster {
+            cluster: ClusterSpec {
+                name: fourth.clone(),
+                role: ClusterRole::Master,
+                network: "net-4".into(),
+            },
+        },
+    );
+    assert_succeeded(&run_command(&setup, add).await);
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    for cluster in setup.world.clusters() {
+        let peers: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|n| *n != cluster.name())
+            .collect();
+        assert_eq!(
+            synced_peers(cluster, &peers).await.len(),
+            3,
+            "{} sees every peer",
+            cluster.name()
+        );
+    }
+    assert_eq!(
+        setup
+            .store
+            .list_member_clusters("grow")
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+
+    let remove = cluster_command(
+        "grow",
+        mesh_bus::command::RemoveCluster {
+            cluster: fourth.clone(),
+        },
+    );
+    assert_succeeded(&run_command(&setup, remove).await);
+    assert_eq!(
+        setup
+            .store
+            .list_member_clusters("grow")
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    for cluster in &setup.world.clusters()[..3] {
+        let ops = mesh_clusters::ClusterOps::new(cluster.name(), cluster.client().await.unwrap());
+        let secret = mesh_clusters::ObjectRef {
+            api_version: "v1".into(),
+            kind: "Secret".into(),
+            namespace: Some("istio-system".into()),
+            name: format!("istio-remote-secret-{fourth}"),
+        };
+        assert!(
+            ops.get(&secret).await.unwrap().is_none(),
+            "{} still holds a secret for {fourth}",
+            cluster.name()
+        );
+    }
+    let fourth_cluster = setup.world.cluster(3);
+    let ops = mesh_clusters::ClusterOps::new(
+        fourth_cluster.name(),
+        fourth_cluster.client().await.unwrap(),
+    );
+    for kind in managed_kinds() {
+        let left = ops
+            .list_labelled(kind.api_version, kind.kind, "mesh-manager.io/mesh=grow")
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "left in the removed cluster: {left:?}");
+    }
+    let rejected = run_command(
+        &setup,
+        cluster_command("grow", mesh_bus::command::RemoveCluster { cluster: fourth }),
+    )
+    .await;
+    assert!(
+        matches!(rejected, Event::CommandRejected(_)),
+        "{rejected:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_refused_cluster_stalls_the_install_visibly_and_clearing_the_fault_lets_it_finish() {
+    let setup = setup(2, false, false).await;
+    let names: Vec<String> = setup
+        .world
+        .clusters()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    setup.world.cluster(1).faults().set_partitioned(true);
+    let members: Vec<(&str, ClusterRole)> = names
+        .iter()
+        .map(|n| (n.as_str(), ClusterRole::Master))
+        .collect();
+    let create = create_command("faulty", MeshMode::MultiPrimary, &members);
+    let mut events = setup
+        .bus
+        .subscribe_events(
+            EventFilter::Mesh(tenant(), MeshName::new("faulty").unwrap()),
+            StartAt::Beginning,
+        )
+        .await
+        .unwrap();
+    setup.bus.publish_command(&create).await.unwrap();
+
+    // The reason shows up on the refusing cluster while the flow keeps retrying.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let reason = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            flow_report(&setup.store, "faulty").await
+        );
+        let members = setup.store.list_member_clusters("faulty").await.unwrap();
+        if let Some(stalled) = members
+            .iter()
+            .find(|m| m.name == names[1] && !m.error.is_empty())
+        {
+            break stalled.error.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(reason.contains(&names[1]), "{reason}");
+    setup.world.cluster(1).faults().set_partitioned(false);
+
+    let finished = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(record) = events.next().await {
+            if let Event::FlowFinished(finished) = record.unwrap().envelope.body {
+                return finished;
+            }
+        }
+        panic!("event stream ended");
+    })
+    .await
+    .expect("the flow finished after the fault cleared");
+    assert_eq!(
+        finished.outcome,
+        mesh_bus::event::FlowOutcome::Succeeded,
+        "{:?}",
+        finished.detail
+    );
+    let members = setup.store.list_member_clusters("faulty").await.unwrap();
+    assert!(
+        members
+            .iter()
+            .all(|m| m.phase == "Running" && m.error.is_empty()),
+        "{members:?}"
+    );
+}
+
+/// Runs a worker in its own actix System on its own thread; dropping the handle kills it
+/// abruptly (its runtime and every task on it are dropped, as when the process dies).
+struct ThreadWorker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ThreadWorker {
+    fn start(store: Store, nats_url: String, root: String) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let bus: Arc<dyn Bus> = Arc::new(
+                    NatsBus::connect(&nats_url, BusConfig::with_root(root))
+                        .await
+                        .unwrap(),
+                );
+                let config = WorkerConfig {
+                    runner: RunnerConfig {
+                        wait_timeout: Duration::from_secs(10),
+                        backoff: Duration::from_millis(100),
+                        attempts: 40,
+                        heartbeat: Duration::from_millis(300),
+                        ..RunnerConfig::default()
+                    },
+                };
+                let _worker =
+                    Worker::start(config, store, bus, Arc::new(VersionCatalog::builtin()))
+                        .await
+                        .unwrap();
+                ready.send(()).unwrap();
+                let _ = stopped.await;
+            });
+        });
+        is_ready.recv().unwrap();
+        Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn kill(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_worker_killed_mid_install_is_replaced_and_the_install_converges_once() {
+    let nats = mesh_testkit::nats::NatsServer::start();
+    let root = mesh_testkit::nats::unique_root();
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create();
+    let store = Store::open(
+        DatabaseTarget::parse(&database.url()).unwrap(),
+        SecretBox::new(&SecretKey::generate()),
+        8,
+        true,
+    )
+    .await
+    .unwrap();
+    let world = World::builder()
+        .clusters(3)
+        .deploy_ready_delay(Duration::from_millis(300))
+        .remote_sync_interval(Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    for cluster in world.clusters() {
+        store
+            .register_cluster(RegisterCluster {
+                tenant_id: "acme".into(),
+                name: cluster.name().into(),
+                region: "sim".into(),
+                server: cluster.url(),
+                auth_kind: "token".into(),
+                kubeconfig: cluster.kubeconfig_yaml(),
+                status: "Reachable".into(),
+                status_message: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let first = ThreadWorker::start(store.clone(), nats.url().to_owned(), root.clone());
+    let publisher = NatsBus::connect(nats.url(), BusConfig::with_root(root.clone()))
+        .await
+        .unwrap();
+    let names: Vec<String> = world
+        .clusters()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let members: Vec<(&str, ClusterRole)> = names
+        .iter()
+        .map(|n| (n.as_str(), ClusterRole::Master))
+        .collect();
+    publisher
+        .publish_command(&create_command("phoenix", MeshMode::MultiPrimary, &members))
+        .await
+        .unwrap();
+
+    // Kill the worker once the install is under way (the first cluster's gateway is up).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let flow_id = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            flow_report(&store, "phoenix").await
+        );
+        if let Some(flow) = store
+            .list_flows("phoenix", 1)
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+        {
+            let tasks = store.list_tasks(flow.id).await.unwrap();
+            if tasks
+                .iter()
+                .any(|t| t.name.starts_with("gateway:") && t.status == "Succeeded")
+            {
+                break flow.id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    first.kill();
+    let root_ca_before = store
+        .mesh_secret("phoenix", "root-ca")
+        .await
+        .unwrap()
+        .unwrap();
+    let flow = store.get_flow(flow_id).await.unwrap().unwrap();
+    assert_eq!(
+        flow.status, "Running",
+        "the killed worker left the flow unfinished"
+    );
+
+    // A new worker takes the orphaned flow over once its heartbeat is stale.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = ThreadWorker::start(store.clone(), nats.url().to_owned(), root);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            flow_report(&store, "phoenix").await
+        );
+        let flow = store.get_flow(flow_id).await.unwrap().unwrap();
+        if flow.status != "Running" {
+            assert_eq!(
+                flow.status,
+                "Succeeded",
+                "{}",
+                flow_report(&store, "phoenix").await
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    second.kill();
+    let mesh = store
+        .get_mesh(&TenantScope::All, "phoenix")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mesh.status, "Running");
+    assert_eq!(
+        store.list_flows("phoenix", 10).await.unwrap().len(),
+        1,
+        "one flow, resumed"
+    );
+    assert_eq!(
+        store
+            .mesh_secret("phoenix", "root-ca")
+            .await
+            .unwrap()
+            .unwrap(),
+        root_ca_before,
+        "the mesh's trust root was not made twice"
+    );
+    for task in store.list_tasks(flow_id).await.unwrap() {
+        assert_eq!(task.status, "Succeeded", "{task:?}");
+    }
+    let commands = store.list_commands("phoenix", 10).await.unwrap();
+    assert_eq!(commands.len(), 1);
+    assert_eq!(commands[0].status, "Succeeded");
+    drop(dir);
 }

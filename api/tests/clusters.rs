@@ -34,14 +34,23 @@ async fn a_simulated_cluster_registers_and_lists_its_namespaces(h: Harness) {
     assert_eq!(body["data"]["status"], "Reachable");
     assert_eq!(body["data"]["tenant_id"], "acme");
     assert_eq!(body["data"]["auth_kind"], "token");
-    assert!(!body.to_string().contains(sim.token()), "no credentials in answers");
+    assert!(
+        !body.to_string().contains(sim.token()),
+        "no credentials in answers"
+    );
     assert!(body["data"].get("kubeconfig").is_none());
     let stored = h.store.cluster_kubeconfig("east").await.unwrap();
-    assert!(stored.contains(sim.token()), "the reduced kubeconfig is stored");
+    assert!(
+        stored.contains(sim.token()),
+        "the reduced kubeconfig is stored"
+    );
 
     let (status, body) = call(
         &app,
-        with_token(TestRequest::get().uri(&format!("{CLUSTERS}/east/namespaces")), &h.acme_viewer),
+        with_token(
+            TestRequest::get().uri(&format!("{CLUSTERS}/east/namespaces")),
+            &h.acme_viewer,
+        ),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -136,7 +145,10 @@ async fn an_unreachable_server_answers_422(h: Harness) {
     )
     .await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["err"].as_str().unwrap().contains("Unreachable"), "{body}");
+    assert!(
+        body["err"].as_str().unwrap().contains("Unreachable"),
+        "{body}"
+    );
 }
 
 fn kubeconfig_with(server: &str, user: &str) -> String {
@@ -154,20 +166,57 @@ async fn hostile_or_malformed_registrations_answer_400(h: Harness) {
     let token_file = kubeconfig_with("https://10.0.0.1:6443", "    tokenFile: /etc/shadow");
     let ftp = kubeconfig_with("ftp://10.0.0.1", "    token: abc");
     let provider = kubeconfig_with("https://10.0.0.1", "    auth-provider:\n      name: gcp");
-    let huge = format!("{}\n# {}", kubeconfig_with("https://h", "    token: t"), "x".repeat(300 * 1024));
+    let huge = format!(
+        "{}\n# {}",
+        kubeconfig_with("https://h", "    token: t"),
+        "x".repeat(300 * 1024)
+    );
     let cases: Vec<(Value, &str)> = vec![
-        (json!({"name": "c", "region": "r", "kubeconfig": exec}), "exec credential plugins"),
-        (json!({"name": "c", "region": "r", "kubeconfig": token_file}), "tokenFile"),
-        (json!({"name": "c", "region": "r", "kubeconfig": ftp}), "scheme"),
-        (json!({"name": "c", "region": "r", "kubeconfig": provider}), "auth-provider"),
-        (json!({"name": "c", "region": "r", "kubeconfig": huge}), "bytes accepted"),
-        (json!({"name": "c", "region": "r", "kubeconfig": "clusters: [unclosed"}), "cannot be read"),
-        (json!({"name": "c", "region": "r", "kubeconfig": ""}), "empty"),
-        (json!({"name": "Bad_Name", "region": "r", "kubeconfig": "x"}), "invalid cluster name"),
-        (json!({"name": "c", "region": "r\u{7}", "kubeconfig": "x"}), "region"),
-        (json!({"name": "c", "region": "r"}), "missing field `kubeconfig`"),
+        (
+            json!({"name": "c", "region": "r", "kubeconfig": exec}),
+            "exec credential plugins",
+        ),
+        (
+            json!({"name": "c", "region": "r", "kubeconfig": token_file}),
+            "tokenFile",
+        ),
+        (
+            json!({"name": "c", "region": "r", "kubeconfig": ftp}),
+            "scheme",
+        ),
+        (
+            json!({"name": "c", "region": "r", "kubeconfig": provider}),
+            "auth-provider",
+        ),
+        (
+            json!({"name": "c", "region": "r", "kubeconfig": huge}),
+            "bytes accepted",
+        ),
+        (
+            json!({"name": "c", "region": "r", "kubeconfig": "clusters: [unclosed"}),
+            "cannot be read",
+        ),
+        (
+            json!({"name": "c", "region": "r", "kubeconfig": ""}),
+            "empty",
+        ),
+        (
+            json!({"name": "Bad_Name", "region": "r", "kubeconfig": "x"}),
+            "invalid cluster name",
+        ),
+        (
+            json!({"name": "c", "region": "r\u{7}", "kubeconfig": "x"}),
+            "region",
+        ),
+        (
+            json!({"name": "c", "region": "r"}),
+            "missing field `kubeconfig`",
+        ),
         (json!({"name": "c", "kubeconfig": 5}), "invalid type"),
-        (json!({"name": "c", "kubeconfig": "x", "token": "y"}), "unknown field `token`"),
+        (
+            json!({"name": "c", "kubeconfig": "x", "token": "y"}),
+            "unknown field `token`",
+        ),
     ];
     for (body, message) in cases {
         let (status, answer) = call(&app, register(&h.acme_editor, body)).await;
@@ -209,12 +258,18 @@ async fn a_member_cluster_cannot_be_removed(h: Harness) {
     };
     let (status, body) = call(&app, remove("east")).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["err"].as_str().unwrap().contains("member of a mesh"), "{body}");
+    assert!(
+        body["err"].as_str().unwrap().contains("member of a mesh"),
+        "{body}"
+    );
     let (status, body) = call(&app, remove("west")).await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = call(
         &app,
-        with_token(TestRequest::get().uri(&format!("{CLUSTERS}/west")), &h.acme_editor),
+        with_token(
+            TestRequest::get().uri(&format!("{CLUSTERS}/west")),
+            &h.acme_editor,
+        ),
     )
     .await;
     assert_eq!(status, 404);

@@ -6,14 +6,44 @@ use actix_web::{App, HttpServer, middleware};
 use anyhow::Context;
 use mesh_api::{ApiState, BusReadiness, ReadinessProbe, configure};
 
+use mesh_actors::flow::RunnerConfig;
+use mesh_actors::{Worker, WorkerConfig};
+use mesh_bus::Bus;
+use mesh_core::VersionCatalog;
+use mesh_schema::Store;
+
 use crate::config::MeshdConfig;
 use crate::setup::{connect_bus, open_store};
+
+/// Starts the actors that carry out commands, named after this host and process.
+async fn start_worker(
+    store: &Store,
+    bus: &Arc<dyn Bus>,
+    catalog: &VersionCatalog,
+) -> anyhow::Result<Worker> {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "meshd".to_owned());
+    let config = WorkerConfig {
+        runner: RunnerConfig {
+            processor: format!("{host}-{}", std::process::id()),
+            ..RunnerConfig::default()
+        },
+    };
+    Worker::start(
+        config,
+        store.clone(),
+        Arc::clone(bus),
+        Arc::new(catalog.clone()),
+    )
+    .await
+    .context("cannot start the worker")
+}
 
 /// Runs until SIGINT/SIGTERM.
 pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
     let catalog = config.catalog()?;
     let store = open_store(&config).await?;
     let bus = connect_bus(&config).await?;
+    let worker = start_worker(&store, &bus, &catalog).await?;
     let state = ApiState {
         body_limit: config.body_limit_bytes,
         ..ApiState::new(catalog)
@@ -44,7 +74,7 @@ pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
     );
     println!("meshd listening on http://{}", addresses.join(", http://"));
     server.run().await.context("HTTP server failed")?;
-    drop(bus);
+    drop((worker, bus));
     tracing::info!("meshd stopped");
     Ok(())
 }

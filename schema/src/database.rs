@@ -291,13 +291,11 @@ impl DatabaseTarget {
 
     /// A pool of at most `max_size` connections; fails fast when the database is unreachable.
     pub fn pool(&self, max_size: u32) -> Result<Pool, DatabaseError> {
-        // SQLite allows one writer at a time; a small pool avoids busy waits between our own
-        // connections.
-        let size = if self.is_sqlite() {
-            max_size.min(4)
-        } else {
-            max_size
-        };
+        // SQLite allows one writer at a time, and a transaction that reads before it writes fails
+        // at once (not after the busy timeout) when another connection wrote in between. One
+        // connection serialises the process's own operations, which is what SQLite would do
+        // anyway.
+        let size = if self.is_sqlite() { 1 } else { max_size };
         r2d2::Pool::builder()
             .max_size(size.max(1))
             .connection_timeout(Duration::from_secs(10))

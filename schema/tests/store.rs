@@ -676,6 +676,12 @@ async fn mesh_secrets_are_sealed_and_bound_to_their_mesh(h: Harness) {
     .await
     .unwrap();
     assert!(raw.iter().all(|r| !r.contains("KEY")));
+    store
+        .put_mesh_secret("m", "reader:a", b"token")
+        .await
+        .unwrap();
+    assert!(store.delete_mesh_secret("m", "reader:a").await.unwrap());
+    assert!(!store.delete_mesh_secret("m", "reader:a").await.unwrap());
     assert_eq!(store.delete_mesh_secrets("m").await.unwrap(), 1);
     assert!(store.mesh_secret("m", "root-ca").await.unwrap().is_none());
     assert!(

@@ -25,6 +25,10 @@ pub mod defs {
     pub const INSTALL: &str = "install";
     /// Re-apply the mesh configuration to every member.
     pub const RECONFIGURE: &str = "reconfigure";
+    /// Install a new member and link it with the others.
+    pub const ADD_CLUSTER: &str = "add-cluster";
+    /// Unlink a member from the others and uninstall it.
+    pub const REMOVE_CLUSTER: &str = "remove-cluster";
     /// Uninstall the mesh from every member and forget it.
     pub const DELETE: &str = "delete";
 }
@@ -51,8 +55,17 @@ pub enum TaskKind {
         /// The cluster being read.
         source: ClusterName,
     },
+    /// Take `holder`'s remote secret for `source` away.
+    Unlink {
+        /// The cluster that held the secret.
+        holder: ClusterName,
+        /// The cluster it gave access to.
+        source: ClusterName,
+    },
     /// Wait until every istiod reports every peer it should read as synced; then the mesh runs.
     Verify,
+    /// Remove a member's records (membership, gateway address, its CA and reader token).
+    DropMember(ClusterName),
     /// Delete everything mesh-manager wrote into a member.
     Uninstall(ClusterName),
     /// Forget the mesh: its secrets, load-balancer records, its row.
@@ -69,7 +82,9 @@ impl fmt::Display for TaskKind {
             Self::MeshConfig(c) => write!(f, "mesh-config:{c}"),
             Self::Reader(c) => write!(f, "reader:{c}"),
             Self::Link { holder, source } => write!(f, "link:{holder}:{source}"),
+            Self::Unlink { holder, source } => write!(f, "unlink:{holder}:{source}"),
             Self::Verify => f.write_str("verify"),
+            Self::DropMember(c) => write!(f, "drop-member:{c}"),
             Self::Uninstall(c) => write!(f, "uninstall:{c}"),
             Self::Forget => f.write_str("forget"),
         }
@@ -94,7 +109,13 @@ impl TaskKind {
                 let source = cluster()?;
                 Self::Link { holder, source }
             }
+            "unlink" => {
+                let holder = cluster()?;
+                let source = cluster()?;
+                Self::Unlink { holder, source }
+            }
             "verify" => Self::Verify,
+            "drop-member" => Self::DropMember(cluster()?),
             "uninstall" => Self::Uninstall(cluster()?),
             "forget" => Self::Forget,
             _ => return None,
@@ -110,8 +131,9 @@ impl TaskKind {
             | Self::Gateway(c)
             | Self::MeshConfig(c)
             | Self::Reader(c)
-            | Self::Uninstall(c) => Some(c),
-            Self::Link { holder, .. } => Some(holder),
+            | Self::Uninstall(c)
+            | Self::DropMember(c) => Some(c),
+            Self::Link { holder, .. } | Self::Unlink { holder, .. } => Some(holder),
             Self::Certificates | Self::Verify | Self::Forget => None,
         }
     }
@@ -165,6 +187,55 @@ pub fn reconfigure_tasks(spec: &MeshSpec) -> Vec<TaskKind> {
         tasks.push(TaskKind::WaitControlPlane(cluster.clone()));
         tasks.push(TaskKind::MeshConfig(cluster));
     }
+    tasks
+}
+
+/// The tasks that add `added` to a mesh whose spec already lists it: install it, give existing
+/// members what the larger mesh needs of them (a gateway when a second network appears), link
+/// every pair it is part of, verify.
+pub fn add_cluster_tasks(spec: &MeshSpec, added: &ClusterName) -> Vec<TaskKind> {
+    let mut tasks = vec![
+        TaskKind::Certificates,
+        TaskKind::ControlPlane(added.clone()),
+        TaskKind::WaitControlPlane(added.clone()),
+    ];
+    for cluster in install_order(spec) {
+        if spec.needs_east_west_gateway(&cluster) {
+            tasks.push(TaskKind::Gateway(cluster.clone()));
+        }
+        if &cluster == added || spec.needs_east_west_gateway(&cluster) {
+            tasks.push(TaskKind::MeshConfig(cluster));
+        }
+    }
+    let involved = |holder: &ClusterName, source: &ClusterName| holder == added || source == added;
+    let targets: Vec<(ClusterName, ClusterName)> = mesh_core::plan::remote_secret_targets(spec)
+        .into_iter()
+        .filter(|(h, s)| involved(h, s))
+        .collect();
+    let mut sources: Vec<ClusterName> = targets.iter().map(|(_, s)| s.clone()).collect();
+    sources.sort();
+    sources.dedup();
+    tasks.extend(sources.into_iter().map(TaskKind::Reader));
+    tasks.extend(
+        targets
+            .into_iter()
+            .map(|(holder, source)| TaskKind::Link { holder, source }),
+    );
+    tasks.push(TaskKind::Verify);
+    tasks
+}
+
+/// The tasks that take `removed` out of a mesh (whose spec still lists it): other members drop
+/// their remote secrets for it, it is uninstalled, its records go, the rest is verified.
+pub fn remove_cluster_tasks(spec: &MeshSpec, removed: &ClusterName) -> Vec<TaskKind> {
+    let mut tasks: Vec<TaskKind> = mesh_core::plan::remote_secret_targets(spec)
+        .into_iter()
+        .filter(|(holder, source)| source == removed && holder != removed)
+        .map(|(holder, source)| TaskKind::Unlink { holder, source })
+        .collect();
+    tasks.push(TaskKind::Uninstall(removed.clone()));
+    tasks.push(TaskKind::DropMember(removed.clone()));
+    tasks.push(TaskKind::Verify);
     tasks
 }
 

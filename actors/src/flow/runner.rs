@@ -338,6 +338,17 @@ impl FlowRunner {
                         .saturating_mul(1 << (attempt - 1).min(6))
                         .min(Duration::from_secs(30));
                     tracing::info!(task = %task.name, attempt, %error, "task failed, retrying");
+                    if let Some(cluster) = &cluster {
+                        // Make the stall visible where people look: the cluster's error.
+                        let short: String = error.to_string().chars().take(2000).collect();
+                        if let Err(e) = self
+                            .store
+                            .update_member_phase(cluster.as_str(), "Stalled", &short, None)
+                            .await
+                        {
+                            tracing::warn!(error = %e, cluster = %cluster, "cluster error not recorded");
+                        }
+                    }
                     self.store
                         .transition_task(
                             task.id,

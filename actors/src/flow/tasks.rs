@@ -87,7 +87,9 @@ impl TaskContext<'_> {
             }
             TaskKind::Reader(c) => self.reader(c).await,
             TaskKind::Link { holder, source } => self.link(holder, source).await,
+            TaskKind::Unlink { holder, source } => self.unlink(holder, source).await,
             TaskKind::Verify => self.verify().await,
+            TaskKind::DropMember(c) => self.drop_member(c).await,
             TaskKind::Uninstall(c) => self.uninstall(c).await,
             TaskKind::Forget => self.forget().await,
         }
@@ -324,9 +326,65 @@ impl TaskContext<'_> {
         Ok(format!("{holder} holds a remote secret for {source}"))
     }
 
+    async fn unlink(
+        &self,
+        holder: &ClusterName,
+        source: &ClusterName,
+    ) -> Result<String, ActorError> {
+        let connection = self.connections.get(holder.as_str()).await?;
+        let target = mesh_clusters::ObjectRef {
+            api_version: "v1".into(),
+            kind: "Secret".into(),
+            namespace: Some("istio-system".into()),
+            name: plan::remote_secret_name(source),
+        };
+        let existed = connection.ops.delete(&target).await?;
+        Ok(if existed {
+            format!("{holder} no longer holds a remote secret for {source}")
+        } else {
+            format!("{holder} held no remote secret for {source}")
+        })
+    }
+
+    async fn drop_member(&self, cluster: &ClusterName) -> Result<String, ActorError> {
+        let mesh = self.spec.name.as_str();
+        match self.store.remove_member_cluster(cluster.as_str()).await {
+            Ok(()) | Err(mesh_schema::StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.store.delete_lb_resource(cluster.as_str()).await?;
+        let mut state = self.mesh_state().await?;
+        if state.gateways.remove(cluster.as_str()).is_some() {
+            let text =
+                serde_json::to_string(&state).map_err(|e| corrupt(self.spec, e.to_string()))?;
+            self.store
+                .update_mesh_status(
+                    mesh,
+                    self.epoch,
+                    MeshStatusChange {
+                        state: Some(text),
+                        ..MeshStatusChange::default()
+                    },
+                )
+                .await?;
+        }
+        for name in [cacerts_secret(cluster), reader_secret(cluster)] {
+            self.store.delete_mesh_secret(mesh, &name).await?;
+        }
+        self.connections.forget(cluster.as_str()).await;
+        Ok(format!("{cluster} is no longer a member of {mesh}"))
+    }
+
     async fn verify(&self) -> Result<String, ActorError> {
+        // Membership may have changed during the flow (a cluster removed): verify what is now.
+        let row = self
+            .store
+            .get_mesh(&mesh_schema::TenantScope::All, self.spec.name.as_str())
+            .await?
+            .ok_or_else(|| corrupt(self.spec, "the mesh row is gone"))?;
+        let current = crate::flow::load_spec(self.store, &row).await?;
         let mut peers_of: BTreeMap<ClusterName, Vec<String>> = BTreeMap::new();
-        for (holder, source) in plan::remote_secret_targets(self.spec) {
+        for (holder, source) in plan::remote_secret_targets(&current) {
             peers_of.entry(holder).or_default().push(source.to_string());
         }
         for (holder, peers) in &peers_of {
@@ -361,7 +419,7 @@ impl TaskContext<'_> {
             }
         }
         let now = chrono::Utc::now().naive_utc();
-        for member in &self.spec.clusters {
+        for member in &current.clusters {
             let linked = (!peers_of.is_empty()).then_some(Some(now));
             self.store
                 .update_member_phase(member.name.as_str(), "Running", "", linked)

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use mesh_bus::command::{CreateMesh, SetTraceSampling, UpdateMeshConfig};
+use mesh_bus::command::{
+    AddCluster, ClusterSpec, CreateMesh, RemoveCluster, SetTraceSampling, UpdateMeshConfig,
+};
 use mesh_bus::event::{CommandAccepted, CommandRejected, MeshConfigUpdated, MeshCreated};
 use mesh_bus::{Command, CommandEnvelope, Event, EventEnvelope};
 use mesh_core::spec::{MemberSpec, MeshConfig, MeshSpec, describe_errors};
@@ -13,7 +15,10 @@ use mesh_schema::{StoreError, TenantScope};
 
 use crate::error::ActorError;
 use crate::flow::{FlowInput, load_spec};
-use crate::flow::{FlowRunner, TaskKind, defs, delete_tasks, install_tasks, reconfigure_tasks};
+use crate::flow::{
+    FlowRunner, TaskKind, add_cluster_tasks, defs, delete_tasks, install_tasks, reconfigure_tasks,
+    remove_cluster_tasks,
+};
 
 /// What became of a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +230,12 @@ impl MeshComponent {
                     announce: None,
                 })
             }
+            Command::AddCluster(AddCluster { cluster }) => {
+                self.decide_add_cluster(command, cluster).await
+            }
+            Command::RemoveCluster(RemoveCluster { cluster }) => {
+                self.decide_remove_cluster(command, cluster).await
+            }
             Command::SetTraceSampling(SetTraceSampling { percent }) => {
                 let percent = percent.get();
                 self.decide_reconfigure(command, move |config| config.trace_sampling = percent)
@@ -349,6 +360,117 @@ impl MeshComponent {
             def_name: defs::INSTALL,
             tasks: install_tasks(&spec),
             announce: Some(announce.into()),
+        })
+    }
+
+    /// The mesh, if it exists for the tenant and is in a state that allows changes.
+    async fn changeable_mesh(
+        &self,
+        command: &CommandEnvelope,
+    ) -> Result<Result<MeshRecord, String>, ActorError> {
+        let Some(mesh) = self.visible_mesh(command).await? else {
+            return Ok(Err(format!("mesh {} does not exist", command.mesh)));
+        };
+        if matches!(mesh.status.as_str(), "Creating" | "Deleting") {
+            return Ok(Err(format!(
+                "mesh {} is {}; change it when it is running",
+                command.mesh, mesh.status
+            )));
+        }
+        Ok(Ok(mesh))
+    }
+
+    async fn decide_add_cluster(
+        &self,
+        command: &CommandEnvelope,
+        cluster: &ClusterSpec,
+    ) -> Result<Decision, ActorError> {
+        let store = self.runner.store();
+        let mesh = match self.changeable_mesh(command).await? {
+            Ok(mesh) => mesh,
+            Err(reason) => return reject(reason),
+        };
+        let mut spec = load_spec(store, &mesh).await?;
+        if spec.member(&cluster.name).is_some() {
+            return reject(format!(
+                "cluster {} is already a member of mesh {}",
+                cluster.name, command.mesh
+            ));
+        }
+        let registered = store
+            .get_registered_cluster(
+                &TenantScope::Tenant(command.tenant.clone()),
+                cluster.name.as_str(),
+            )
+            .await?;
+        if registered.is_none() {
+            return reject(format!(
+                "cluster {} is not registered for tenant {}",
+                cluster.name, command.tenant
+            ));
+        }
+        let member = MemberSpec::new(cluster.name.clone(), cluster.role)
+            .with_network(cluster.network.clone());
+        spec.clusters.push(member.clone());
+        if let Err(errors) = spec.validate(self.catalog.as_ref()) {
+            return reject(describe_errors(&errors));
+        }
+        let added = store
+            .add_member_cluster(NewMemberCluster {
+                name: member.name.to_string(),
+                region: mesh.region.clone(),
+                mesh_name: mesh.name.clone(),
+                role: member.role.as_str().into(),
+                phase: "Pending".into(),
+                network: member.network_name().to_owned(),
+            })
+            .await;
+        match added {
+            Ok(_) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                return reject(format!(
+                    "cluster {} is already a member of another mesh",
+                    cluster.name
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Decision::Start {
+            def_name: defs::ADD_CLUSTER,
+            tasks: add_cluster_tasks(&spec, &cluster.name),
+            announce: None,
+        })
+    }
+
+    async fn decide_remove_cluster(
+        &self,
+        command: &CommandEnvelope,
+        cluster: &mesh_core::ClusterName,
+    ) -> Result<Decision, ActorError> {
+        let store = self.runner.store();
+        let mesh = match self.changeable_mesh(command).await? {
+            Ok(mesh) => mesh,
+            Err(reason) => return reject(reason),
+        };
+        let spec = load_spec(store, &mesh).await?;
+        if spec.member(cluster).is_none() {
+            return reject(format!(
+                "cluster {cluster} is not a member of mesh {}",
+                command.mesh
+            ));
+        }
+        let mut remaining = spec.clone();
+        remaining.clusters.retain(|m| &m.name != cluster);
+        if let Err(errors) = remaining.validate(self.catalog.as_ref()) {
+            return reject(format!(
+                "removing {cluster} would leave an invalid mesh: {}; delete the mesh instead",
+                describe_errors(&errors)
+            ));
+        }
+        Ok(Decision::Start {
+            def_name: defs::REMOVE_CLUSTER,
+            tasks: remove_cluster_tasks(&spec, cluster),
+            announce: None,
         })
     }
 

@@ -16,7 +16,9 @@
 //!
 //! The live subscription opens before the history is read and reaches back
 //! [`LIVE_OVERLAP`], so an event stored while the history is being read is not lost; events
-//! already sent from the history are skipped by envelope id. A comment line every
+//! already sent from the history are skipped by envelope id, and after a resume from a history
+//! position so are live events that happened no later than the event at that position. A
+//! comment line every
 //! [`KEEP_ALIVE`] keeps proxies from closing an idle stream.
 
 use std::collections::{HashSet, VecDeque};
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use mesh_bus::{BusStream, EventFilter, StartAt};
 use mesh_core::{MeshName, TenantId};
@@ -108,6 +110,8 @@ struct Feed {
     seen: HashSet<String>,
     seen_order: VecDeque<String>,
     live: Option<BusStream<mesh_bus::EventRecord>>,
+    /// Live events that happened at or before this time were sent before the client resumed.
+    live_cutoff: Option<DateTime<Utc>>,
     greeted: bool,
 }
 
@@ -162,7 +166,10 @@ impl Feed {
                 }
                 Ok(Some(Ok(record))) => {
                     let id = record.envelope.id.to_string();
-                    if self.seen.contains(&id) {
+                    let sent_before_resume = self
+                        .live_cutoff
+                        .is_some_and(|cutoff| record.envelope.occurred_at <= cutoff);
+                    if sent_before_resume || self.seen.contains(&id) {
                         continue;
                     }
                     self.remember(id);
@@ -182,6 +189,27 @@ impl Feed {
             }
         }
     }
+}
+
+/// When the event at history `position` of `mesh` happened, from its envelope (the stored
+/// timestamp column may have lost the sub-second part). A mesh's events come from its one owner
+/// in order, so live events up to that time are ones the resuming client already had.
+async fn resume_time(
+    store: &Store,
+    tenant: &str,
+    mesh: &str,
+    position: i64,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    #[derive(Deserialize)]
+    struct Occurred {
+        occurred_at: DateTime<Utc>,
+    }
+    let found = store.list_events(mesh, position - 1, 1).await?;
+    Ok(found
+        .into_iter()
+        .find(|r| r.id == position && r.tenant_id == tenant)
+        .and_then(|r| serde_json::from_str::<Occurred>(&r.payload).ok())
+        .map(|o| o.occurred_at))
 }
 
 /// `GET /meshes/{mesh}/events`: history from `Last-Event-ID` / `?after=` (default: the
@@ -231,8 +259,15 @@ pub async fn stream(
         }
         None => None,
     };
+    let live_cutoff = match resume {
+        Resume::History(position) if position > 0 => {
+            resume_time(&store, &mesh.tenant_id, &mesh.name, position).await?
+        }
+        _ => None,
+    };
     let feed = Feed {
         store,
+        live_cutoff,
         history_after: match resume {
             Resume::History(after) => Some(after),
             Resume::Bus(_) => None,

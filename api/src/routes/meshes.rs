@@ -327,6 +327,8 @@ pub struct MemberView {
     pub region: String,
     /// `master` or `remote`.
     pub role: String,
+    /// Its network (empty: a network named after the cluster).
+    pub network: String,
     /// `Installing`, `Linking`, `Running`, ...
     pub phase: String,
     /// Last error, empty when none.
@@ -341,6 +343,7 @@ impl From<MemberClusterRecord> for MemberView {
             name: member.name,
             region: member.region,
             role: member.role,
+            network: member.network,
             phase: member.phase,
             error: member.error,
             linked_at: member.linked_at,

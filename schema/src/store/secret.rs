@@ -86,6 +86,33 @@ impl Store {
             .map_err(|e: CryptoError| e.into())
     }
 
+    /// Forgets one secret of a mesh; returns whether it existed.
+    pub async fn delete_mesh_secret(
+        &self,
+        mesh_name: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let (mesh, key) = (mesh_name.to_owned(), name.to_owned());
+        self.run("delete mesh secret", move |conn| {
+            diesel::delete(
+                mesh_secret::table
+                    .filter(mesh_secret::mesh_name.eq(&mesh))
+                    .filter(mesh_secret::name.eq(&key)),
+            )
+            .execute(conn)
+            .map(|n| n > 0)
+            .map_err(|e| {
+                StoreError::query(
+                    "delete mesh secret",
+                    "mesh secret",
+                    format!("{mesh}/{key}"),
+                    e,
+                )
+            })
+        })
+        .await
+    }
+
     /// Forgets every secret of a mesh (when it is deleted).
     pub async fn delete_mesh_secrets(&self, mesh_name: &str) -> Result<usize, StoreError> {
         let mesh = mesh_name.to_owned();
