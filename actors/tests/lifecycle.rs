@@ -407,10 +407,9 @@ async fn synced_peers(cluster: &mesh_sim::SimCluster, peers: &[&str]) -> Vec<Str
     let ops = mesh_clusters::ClusterOps::new(cluster.name(), cluster.client().await.unwrap());
     let mut synced = Vec::new();
     for peer in peers {
-        if let Some(status) = ops.remote_cluster_status(peer).await.unwrap() {
-            if status["syncStatus"] == "synced" {
-                synced.push((*peer).to_owned());
-            }
+        let status = ops.remote_cluster_status(peer).await.unwrap();
+        if status.is_some_and(|s| s["syncStatus"] == "synced") {
+            synced.push((*peer).to_owned());
         }
     }
     synced

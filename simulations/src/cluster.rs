@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub faults: Faults,
     pub admin_token: String,
     pub requests: AtomicU64,
+    /// Requests by Kubernetes verb (`get`, `list`, `watch`, `create`, `patch`, ...).
+    pub verbs: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     pub opts: ClusterOptions,
     pub lb_next: Mutex<usize>,
     pub shutdown: CancellationToken,
@@ -206,6 +208,7 @@ impl SimCluster {
             faults: Faults::default(),
             admin_token,
             requests: AtomicU64::new(0),
+            verbs: Mutex::new(std::collections::BTreeMap::new()),
             opts,
             lb_next: Mutex::new(0),
             shutdown: CancellationToken::new(),
@@ -312,6 +315,16 @@ impl SimCluster {
     /// Requests served so far.
     pub fn request_count(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests served so far by Kubernetes verb (`discovery`, `get`, `list`, `watch`,
+    /// `create`, `update`, `patch`, `delete`).
+    pub fn requests_by_verb(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.shared
+            .verbs
+            .lock()
+            .map(|verbs| verbs.clone())
+            .unwrap_or_default()
     }
 
     /// Stop the listener and the controllers.

@@ -89,9 +89,46 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
 const AGGREGATED_CT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 const TABLE_CT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
+/// The Kubernetes verb of a request, for the per-verb request counters.
+fn verb_of(method: &Method, uri: &http::Uri) -> &'static str {
+    let segs: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let rest = match segs.as_slice() {
+        ["api", _version, rest @ ..] => rest,
+        ["apis", _group, _version, rest @ ..] => rest,
+        _ => return "discovery",
+    };
+    if rest.is_empty() {
+        return "discovery";
+    }
+    let named = match rest {
+        ["namespaces"] => false,
+        ["namespaces", _] => true,
+        ["namespaces", _, _resource] => false,
+        ["namespaces", _, _resource, ..] => true,
+        [_resource] => false,
+        _ => true,
+    };
+    let watch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    match *method {
+        Method::GET if watch => "watch",
+        Method::GET if named => "get",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
 /// Handle one request against the cluster.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     shared.requests.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut verbs) = shared.verbs.lock() {
+        *verbs.entry(verb_of(req.method(), req.uri())).or_insert(0) += 1;
+    }
     let path = req.uri().path().to_string();
     if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
         return Response::new(Body::from("ok"));

@@ -551,3 +551,30 @@ pub async fn set_sampling(
     )?;
     publish(&state, envelope, wait).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_of_parsed_members_name_the_entries_of_the_body() {
+        let body_index = [0, 2];
+        assert_eq!(
+            body_path("clusters[1].network", &body_index),
+            "clusters[2].network"
+        );
+        assert_eq!(
+            body_path("clusters[0].name", &body_index),
+            "clusters[0].name"
+        );
+        assert_eq!(body_path("clusters", &body_index), "clusters");
+        assert_eq!(
+            body_path("clusters[9].name", &body_index),
+            "clusters[9].name"
+        );
+        assert_eq!(
+            body_path("config.traceSampling", &body_index),
+            "config.traceSampling"
+        );
+    }
+}
