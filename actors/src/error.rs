@@ -56,6 +56,9 @@ pub enum ActorError {
         /// What it reports.
         detail: String,
     },
+    /// The worker is giving the partition up; the flow stops before its next task.
+    #[error("interrupted: this worker is handing the mesh over")]
+    Interrupted,
     /// A message could not be built.
     #[error("invalid message: {0}")]
     Message(String),

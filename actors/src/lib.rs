@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`worker`]: [`Worker`], which starts the actors of one worker process and resumes the flows a
 //!   dead worker left behind.
+//! - [`ownership`]: partition leases — claiming a fair share, renewing, losing (and stopping at
+//!   once), handing over on shutdown.
 //! - [`partition`]: the `PartitionOwner` actor: consumes the command partitions it owns and routes
 //!   each command to the actor of its mesh.
 //! - [`mesh`]: the `MeshActor` (a thin actix shell) and [`mesh::MeshComponent`], the plain logic
@@ -23,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod flow;
 pub mod mesh;
+pub mod ownership;
 pub mod partition;
 pub mod worker;
 

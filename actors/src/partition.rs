@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use actix::prelude::*;
 use mesh_bus::{BusError, Delivery};
 
-use crate::mesh::{HandleCommand, MeshActor, MeshComponent, ResumeFlow};
+use crate::mesh::{HandleCommand, MeshActor, MeshComponent, ResumeFlow, StopMesh};
 
 /// Route a flow to resume to its mesh actor.
 #[derive(Message)]
@@ -19,6 +19,12 @@ pub struct Resume {
     /// The flow.
     pub flow_id: i64,
 }
+
+/// Stop consuming and stop every mesh actor of the partition (their running flows are dropped
+/// where they stand; flows are resumed by the partition's next owner).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
 
 /// Owns command partitions and the mesh actors of their meshes.
 pub struct PartitionOwner {
@@ -63,6 +69,18 @@ impl StreamHandler<Result<Delivery, BusError>> for PartitionOwner {
 
     fn finished(&mut self, _ctx: &mut Context<Self>) {
         tracing::warn!("command stream ended");
+    }
+}
+
+impl Handler<Shutdown> for PartitionOwner {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        for actor in self.meshes.values() {
+            actor.do_send(StopMesh);
+        }
+        self.meshes.clear();
+        ctx.stop();
     }
 }
 

@@ -1,14 +1,15 @@
 //! A worker: the actors of one meshd process.
 //!
-//! [`Worker::start`] consumes every command partition (leases that share partitions among
-//! several workers build on this), and resumes the unfinished flows whose runner stopped sending
-//! heartbeats — those of a crashed worker, or of this one before a restart.
+//! [`Worker::start`] joins the workers sharing the command partitions: it claims its share through
+//! leases (see [`crate::ownership`]), serves each owned partition with its own actors, and resumes
+//! the unfinished flows of every partition it takes. [`Worker::shutdown`] hands everything over
+//! cleanly.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use mesh_bus::Bus;
+use mesh_bus::lease::Leases;
 use mesh_core::VersionCatalog;
 use mesh_schema::Store;
 
@@ -16,68 +17,83 @@ use crate::connections::ClusterConnections;
 use crate::error::ActorError;
 use crate::events::EventSink;
 use crate::flow::{FlowRunner, RunnerConfig};
-use crate::mesh::MeshComponent;
-use crate::partition::{PartitionOwner, Resume};
+use crate::ownership::Ownership;
 
 /// Settings of a worker.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerConfig {
-    /// Flow timing and identity.
+    /// Flow timing and identity (`processor` is also the worker's id in leases).
     pub runner: RunnerConfig,
 }
 
 /// A running worker.
 pub struct Worker {
-    owner: Addr<PartitionOwner>,
+    id: String,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    done: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").finish_non_exhaustive()
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
 impl Worker {
-    /// Starts consuming commands and resumes orphaned flows. Must run inside an actix System.
+    /// Starts the worker with in-process leases (the single-process default). Must run inside an
+    /// actix System.
     pub async fn start(
         config: WorkerConfig,
         store: Store,
         bus: Arc<dyn Bus>,
         catalog: Arc<VersionCatalog>,
     ) -> Result<Self, ActorError> {
-        let stale_after = config.runner.heartbeat * 3;
+        let leases = Arc::new(mesh_bus::lease::LocalLeases::new(
+            mesh_bus::lease::DEFAULT_LEASE_TTL,
+        ));
+        Self::start_with_leases(config, store, bus, leases, catalog).await
+    }
+
+    /// Starts the worker, sharing partitions with other workers through `leases`. Must run inside
+    /// an actix System.
+    pub async fn start_with_leases(
+        config: WorkerConfig,
+        store: Store,
+        bus: Arc<dyn Bus>,
+        leases: Arc<dyn Leases>,
+        catalog: Arc<VersionCatalog>,
+    ) -> Result<Self, ActorError> {
+        let id = config.runner.processor.clone();
         let runner = FlowRunner::new(
             store.clone(),
             EventSink::new(store.clone(), Arc::clone(&bus)),
-            ClusterConnections::new(store.clone()),
+            ClusterConnections::new(store),
             config.runner,
         );
-        let component = MeshComponent::new(runner, catalog);
-        let partitions: Vec<u32> = (0..bus.subjects().partitions()).collect();
-        let commands = bus.consume_commands(&partitions).await?;
-        let owner = PartitionOwner::create(|ctx| {
-            ctx.add_stream(commands);
-            PartitionOwner::new(component)
+        let ownership = Ownership::new(id.clone(), leases, bus, runner, catalog);
+        let (shutdown, receiver) = tokio::sync::watch::channel(false);
+        let (finished, done) = tokio::sync::oneshot::channel();
+        actix::spawn(async move {
+            ownership.run(receiver).await;
+            let _ = finished.send(());
         });
-        let stale_before = chrono::Utc::now().naive_utc()
-            - chrono::Duration::from_std(stale_after)
-                .unwrap_or_else(|_| chrono::Duration::seconds(15));
-        for flow in store.list_orphaned_flows(stale_before).await? {
-            tracing::info!(flow = flow.id, mesh = %flow.mesh_name, "resuming an unfinished flow");
-            owner.do_send(Resume {
-                tenant: flow.tenant_id,
-                mesh: flow.mesh_name,
-                flow_id: flow.id,
-            });
-        }
-        Ok(Self { owner })
+        Ok(Self { id, shutdown, done })
     }
 
-    /// Whether the worker's actors still run.
-    pub fn is_running(&self) -> bool {
-        self.owner.connected()
+    /// The worker's id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
-    /// How long a wait in a flow may take by default.
-    pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+    /// Lets running flows finish their current task, releases every partition and stops.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(
+            crate::ownership::DRAIN_TIMEOUT + Duration::from_secs(5),
+            self.done,
+        )
+        .await;
+    }
 }

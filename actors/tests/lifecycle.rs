@@ -603,7 +603,8 @@ struct ThreadWorker {
 }
 
 impl ThreadWorker {
-    fn start(store: Store, nats_url: String, root: String) -> Self {
+    fn start(name: &str, store: Store, nats_url: String, root: String) -> Self {
+        let name = name.to_owned();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, is_ready) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -619,6 +620,7 @@ impl ThreadWorker {
                         backoff: Duration::from_millis(100),
                         attempts: 40,
                         heartbeat: Duration::from_millis(300),
+                        processor: name,
                         ..RunnerConfig::default()
                     },
                 };
@@ -683,7 +685,7 @@ async fn a_worker_killed_mid_install_is_replaced_and_the_install_converges_once(
             .await
             .unwrap();
     }
-    let first = ThreadWorker::start(store.clone(), nats.url().to_owned(), root.clone());
+    let first = ThreadWorker::start("first", store.clone(), nats.url().to_owned(), root.clone());
     let publisher = NatsBus::connect(nats.url(), BusConfig::with_root(root.clone()))
         .await
         .unwrap();
@@ -738,9 +740,8 @@ async fn a_worker_killed_mid_install_is_replaced_and_the_install_converges_once(
         "the killed worker left the flow unfinished"
     );
 
-    // A new worker takes the orphaned flow over once its heartbeat is stale.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let second = ThreadWorker::start(store.clone(), nats.url().to_owned(), root);
+    // A new worker takes the partition over once the dead worker's lease expires, and resumes.
+    let second = ThreadWorker::start("second", store.clone(), nats.url().to_owned(), root);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         assert!(

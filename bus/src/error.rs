@@ -126,4 +126,10 @@ pub enum BusError {
         #[source]
         source: BoxError,
     },
+    /// A lease operation failed (not the same as losing a lease, which is an answer).
+    #[error("partition lease operation failed: {reason}")]
+    Lease {
+        /// What the server said.
+        reason: String,
+    },
 }

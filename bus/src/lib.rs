@@ -14,6 +14,8 @@
 //! - [`config`]: [`BusConfig`], shared by both implementations.
 //! - [`error`]: [`BusError`], the one error type of the crate.
 //! - [`nats`]: [`NatsBus`], JetStream streams `MESH_CMD` and `MESH_EVT` on a NATS server.
+//! - [`lease`]: partition leases and epochs ([`lease::Leases`]; [`lease::NatsLeases`] in a
+//!   JetStream key-value bucket, [`lease::LocalLeases`] in memory).
 //! - [`local`]: [`LocalBus`], the same semantics inside one process (the embedded all-in-one
 //!   default and unit tests of other crates).
 //! - this file: the [`Bus`] trait and the values it hands out ([`Delivery`], [`EventRecord`],
@@ -35,6 +37,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod lease;
 pub mod local;
 pub mod nats;
 pub mod subject;

@@ -138,6 +138,21 @@ impl NatsBus {
     }
 
     /// The JetStream context.
+    /// Name of the key-value bucket holding the partition leases.
+    pub fn leases_bucket(&self) -> String {
+        let config = self.config();
+        format!("{}_LEASES", config.command_stream.trim_end_matches("_CMD"))
+    }
+
+    /// Opens the partition leases of this bus (bucket `<ROOT>_LEASES`, entries living `ttl`).
+    pub async fn leases(
+        &self,
+        ttl: std::time::Duration,
+    ) -> Result<crate::lease::NatsLeases, BusError> {
+        crate::lease::NatsLeases::open(self.jetstream(), &self.leases_bucket(), ttl).await
+    }
+
+    /// The JetStream context.
     pub fn jetstream(&self) -> &Context {
         &self.shared.jetstream
     }

@@ -427,6 +427,7 @@ async fn flows_and_tasks_record_every_transition(h: Harness) {
             FlowTransition {
                 status: FlowStatus::Running,
                 log_line: Some("started".into()),
+                fence_epoch: None,
             },
         )
         .await
@@ -488,6 +489,7 @@ async fn flows_and_tasks_record_every_transition(h: Harness) {
             FlowTransition {
                 status: FlowStatus::RolledBack,
                 log_line: Some("rolled back".into()),
+                fence_epoch: None,
             },
         )
         .await
@@ -693,7 +695,87 @@ async fn mesh_secrets_are_sealed_and_bound_to_their_mesh(h: Harness) {
     );
 }
 
+async fn flow_and_task_writes_of_a_stale_owner_are_refused(h: Harness) {
+    let store = &h.store;
+    store.create_mesh(new_mesh("t1", "fm")).await.unwrap();
+    store.claim_mesh("fm", 5).await.unwrap();
+    let flow = store
+        .create_flow(NewFlow {
+            tenant_id: "t1".into(),
+            mesh_name: "fm".into(),
+            name: "install-fm".into(),
+            def_name: "install".into(),
+            status: FlowStatus::Pending.as_str().into(),
+            input: "{}".into(),
+            processor: String::new(),
+        })
+        .await
+        .unwrap();
+    let task = store
+        .create_task(NewTask {
+            flow_id: flow.id,
+            name: "verify".into(),
+            status: TaskStatus::Pending.as_str().into(),
+            steps: String::new(),
+        })
+        .await
+        .unwrap();
+    let before = store.fenced_write_count();
+    let stale = store
+        .transition_flow(
+            flow.id,
+            FlowTransition {
+                status: FlowStatus::Running,
+                log_line: None,
+                fence_epoch: Some(4),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            StoreError::Fenced {
+                epoch: 4,
+                owner_epoch: 5,
+                ..
+            }
+        ),
+        "{stale}"
+    );
+    let stale_task = store
+        .transition_task(
+            task.id,
+            TaskTransition {
+                status: Some(TaskStatus::Running),
+                fence_epoch: Some(4),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(stale_task, StoreError::Fenced { .. }));
+    assert_eq!(store.fenced_write_count(), before + 2);
+    assert_eq!(
+        store.get_flow(flow.id).await.unwrap().unwrap().status,
+        "Pending",
+        "nothing landed"
+    );
+    store
+        .transition_flow(
+            flow.id,
+            FlowTransition {
+                status: FlowStatus::Running,
+                log_line: None,
+                fence_epoch: Some(5),
+            },
+        )
+        .await
+        .unwrap();
+}
+
 on_every_backend!(
+    flow_and_task_writes_of_a_stale_owner_are_refused,
     mesh_secrets_are_sealed_and_bound_to_their_mesh,
     meshes_are_created_read_and_listed_per_tenant,
     deleted_mesh_names_can_be_used_again,

@@ -111,6 +111,60 @@ pub struct FlowRunner {
     events: EventSink,
     connections: ClusterConnections,
     config: Arc<RunnerConfig>,
+    control: Arc<RunControl>,
+}
+
+/// Shared between a partition's flows: a request to stop at the next task boundary, and how many
+/// flows are running.
+#[derive(Debug, Default)]
+pub struct RunControl {
+    stop: std::sync::atomic::AtomicBool,
+    active: std::sync::atomic::AtomicUsize,
+}
+
+impl RunControl {
+    /// Asks every flow to stop before its next task (the flow stays unfinished for the next owner).
+    pub fn request_stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a stop was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many flows are running now.
+    pub fn active(&self) -> usize {
+        self.active.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Counts a running flow while alive.
+struct ActiveFlow(Arc<RunControl>);
+
+impl ActiveFlow {
+    fn new(control: &Arc<RunControl>) -> Self {
+        control
+            .active
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(Arc::clone(control))
+    }
+}
+
+impl Drop for ActiveFlow {
+    fn drop(&mut self) {
+        self.0
+            .active
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Why a flow stopped before its end without failing.
+fn is_interruption(error: &ActorError) -> bool {
+    matches!(
+        error,
+        ActorError::Interrupted | ActorError::Store(mesh_schema::StoreError::Fenced { .. })
+    )
 }
 
 impl std::fmt::Debug for FlowRunner {
@@ -144,7 +198,25 @@ impl FlowRunner {
             events,
             connections,
             config: Arc::new(config),
+            control: Arc::new(RunControl::default()),
         }
+    }
+
+    /// A runner for one owned partition: writes fenced by `epoch`, its own stop control.
+    pub fn for_partition(&self, epoch: i64) -> Self {
+        Self {
+            config: Arc::new(RunnerConfig {
+                epoch,
+                ..(*self.config).clone()
+            }),
+            control: Arc::new(RunControl::default()),
+            ..self.clone()
+        }
+    }
+
+    /// The stop control of this runner's flows.
+    pub fn control(&self) -> &Arc<RunControl> {
+        &self.control
     }
 
     /// The runner's configuration.
@@ -211,11 +283,27 @@ impl FlowRunner {
                 mesh: flow.mesh_name.clone(),
                 reason: format!("input of flow {flow_id}: {e}"),
             })?;
+        let _active = ActiveFlow::new(&self.control);
+        // Take the mesh over: from now on writes of any older owner are refused.
+        if let Err(error) = self
+            .store
+            .claim_mesh(&flow.mesh_name, self.config.epoch)
+            .await
+        {
+            match error {
+                mesh_schema::StoreError::NotFound { .. } => {}
+                error => return Err(error.into()),
+            }
+        }
         let heartbeat = self.start_heartbeat(flow_id);
         let outcome = self.run_tasks(&flow, &input).await;
         heartbeat.abort();
         let (status, detail) = match &outcome {
             Ok(()) => (FlowStatus::Succeeded, None),
+            Err(error) if is_interruption(error) => {
+                tracing::warn!(flow = flow_id, %error, "flow interrupted; the partition's next owner resumes it");
+                return Ok(FlowStatus::Running);
+            }
             Err(error) => (FlowStatus::Failed, Some(error.to_string())),
         };
         self.finish(&flow, &input, status, detail).await?;
@@ -253,6 +341,7 @@ impl FlowRunner {
                 FlowTransition {
                     status: FlowStatus::Running,
                     log_line: None,
+                    fence_epoch: Some(self.config.epoch),
                 },
             )
             .await?;
@@ -289,6 +378,9 @@ impl FlowRunner {
             ) {
                 continue;
             }
+            if self.control.stop_requested() {
+                return Err(ActorError::Interrupted);
+            }
             let kind = TaskKind::parse(&task.name).ok_or_else(|| ActorError::CorruptState {
                 mesh: flow.mesh_name.clone(),
                 reason: format!("unknown task {:?}", task.name),
@@ -311,6 +403,7 @@ impl FlowRunner {
                 task.id,
                 TaskTransition {
                     status: Some(TaskStatus::Running),
+                    fence_epoch: Some(self.config.epoch),
                     ..TaskTransition::default()
                 },
             )
@@ -331,7 +424,11 @@ impl FlowRunner {
         let result = loop {
             match context.run(kind).await {
                 Ok(done) => break Ok(done),
-                Err(error) if error.is_transient() && attempt < self.config.attempts => {
+                Err(error)
+                    if error.is_transient()
+                        && attempt < self.config.attempts
+                        && !self.control.stop_requested() =>
+                {
                     let delay = self
                         .config
                         .backoff
@@ -357,6 +454,7 @@ impl FlowRunner {
                                     "attempt {attempt} failed: {error}; retrying in {}ms",
                                     delay.as_millis()
                                 )),
+                                fence_epoch: Some(self.config.epoch),
                                 ..TaskTransition::default()
                             },
                         )
@@ -376,6 +474,7 @@ impl FlowRunner {
                             status: Some(TaskStatus::Succeeded),
                             output: Some(serde_json::json!({ "result": done }).to_string()),
                             log_line: Some(done.clone()),
+                            fence_epoch: Some(self.config.epoch),
                             ..TaskTransition::default()
                         },
                     )
@@ -402,6 +501,7 @@ impl FlowRunner {
                             status: Some(TaskStatus::Failed),
                             error: Some(message.clone()),
                             log_line: Some(format!("failed after {attempt} attempt(s): {message}")),
+                            fence_epoch: Some(self.config.epoch),
                             ..TaskTransition::default()
                         },
                     )
@@ -450,6 +550,7 @@ impl FlowRunner {
                 FlowTransition {
                     status,
                     log_line: Some(log_line),
+                    fence_epoch: Some(self.config.epoch),
                 },
             )
             .await?;

@@ -20,6 +20,11 @@ pub struct HandleCommand(pub Delivery);
 #[rtype(result = "()")]
 pub struct ResumeFlow(pub i64);
 
+/// Stop the actor now (its running flow is dropped where it stands).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopMesh;
+
 /// The actor of one mesh.
 pub struct MeshActor {
     component: MeshComponent,
@@ -96,6 +101,14 @@ impl Handler<HandleCommand> for MeshActor {
                 actor.start_flow(flow_id, ctx);
             }
         }));
+    }
+}
+
+impl Handler<StopMesh> for MeshActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopMesh, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

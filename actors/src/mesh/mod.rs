@@ -8,5 +8,5 @@
 pub mod actor;
 pub mod component;
 
-pub use actor::{HandleCommand, MeshActor, ResumeFlow};
+pub use actor::{HandleCommand, MeshActor, ResumeFlow, StopMesh};
 pub use component::{Acceptance, MeshComponent};

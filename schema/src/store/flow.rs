@@ -36,6 +36,8 @@ pub struct FlowTransition {
     pub status: FlowStatus,
     /// A log line to append, if any.
     pub log_line: Option<String>,
+    /// The writer's lease epoch: the write is refused when a newer owner holds the mesh.
+    pub fence_epoch: Option<i64>,
 }
 
 /// A change of a task's status.
@@ -51,6 +53,8 @@ pub struct TaskTransition {
     pub steps: Option<String>,
     /// A log line to append.
     pub log_line: Option<String>,
+    /// The writer's lease epoch: the write is refused when a newer owner holds the mesh.
+    pub fence_epoch: Option<i64>,
 }
 
 fn load_flow(conn: &mut crate::database::AnyConnection, id: i64) -> Result<FlowRecord, StoreError> {
@@ -177,6 +181,9 @@ impl Store {
         self.run("update flow", move |conn| {
             conn.transaction(|conn| {
                 let current = load_flow(conn, id)?;
+                if let Some(epoch) = transition.fence_epoch {
+                    super::check_fence(conn, &current.mesh_name, epoch)?;
+                }
                 let at = now();
                 let started = current
                     .started_at
@@ -280,6 +287,10 @@ impl Store {
         self.run("update task", move |conn| {
             conn.transaction(|conn| {
                 let current = load_task(conn, id)?;
+                if let Some(epoch) = transition.fence_epoch {
+                    let mesh = load_flow(conn, current.flow_id)?.mesh_name;
+                    super::check_fence(conn, &mesh, epoch)?;
+                }
                 let at = now();
                 let status = transition
                     .status

@@ -173,6 +173,7 @@ pub struct Store {
 
 struct Inner {
     pool: Pool,
+    fenced_writes: std::sync::atomic::AtomicU64,
     target: DatabaseTarget,
     secrets: SecretBox,
 }
@@ -201,6 +202,7 @@ impl Store {
             Ok(Self {
                 inner: Arc::new(Inner {
                     pool,
+                    fenced_writes: std::sync::atomic::AtomicU64::new(0),
                     target,
                     secrets,
                 }),
@@ -226,7 +228,7 @@ impl Store {
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let mut conn = inner.pool.get().map_err(|e| StoreError::Pool {
                 op,
                 reason: e.to_string(),
@@ -234,7 +236,26 @@ impl Store {
             work(&mut conn)
         })
         .await
-        .map_err(|_| StoreError::Aborted { op })?
+        .map_err(|_| StoreError::Aborted { op })?;
+        if let Err(StoreError::Fenced {
+            mesh,
+            epoch,
+            owner_epoch,
+        }) = &result
+        {
+            self.inner
+                .fenced_writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%mesh, epoch, owner_epoch, op, "stale write refused");
+        }
+        result
+    }
+
+    /// How many writes this process had refused because a newer owner held the mesh.
+    pub fn fenced_write_count(&self) -> u64 {
+        self.inner
+            .fenced_writes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Checks that the database answers (readiness).
@@ -247,6 +268,32 @@ impl Store {
                 .map_err(|source| StoreError::query("ping", "database", "", source))
         })
         .await
+    }
+}
+
+/// Refuses a write for `mesh` by the holder of `epoch` when a newer owner wrote the mesh.
+/// A mesh that no longer exists (deleted) fences nothing.
+pub(crate) fn check_fence(
+    conn: &mut AnyConnection,
+    mesh: &str,
+    epoch: i64,
+) -> Result<(), StoreError> {
+    use crate::schema::mesh as m;
+    use diesel::prelude::*;
+    let owner: Option<i64> = m::table
+        .filter(m::name.eq(mesh))
+        .filter(m::deleted_flag.eq(0))
+        .select(m::owner_epoch)
+        .first(conn)
+        .optional()
+        .map_err(|e| StoreError::query("check owner epoch", "mesh", mesh, e))?;
+    match owner {
+        Some(owner_epoch) if owner_epoch > epoch => Err(StoreError::Fenced {
+            mesh: mesh.to_owned(),
+            epoch,
+            owner_epoch,
+        }),
+        _ => Ok(()),
     }
 }
 
