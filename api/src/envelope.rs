@@ -1,11 +1,15 @@
 //! The response envelope of the seed API and the mapping of errors to HTTP.
+//!
+//! Every answer, success or failure, is an [`ApiResponse`]; errors are [`ErrorResponse`]s built
+//! by [`ApiError`]'s `ResponseError` implementation, the one place an error becomes a status.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// The seed's response body: `{"result": bool, "err": "...", "rev": n, "data": ...}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ApiResponse<T: Serialize> {
     /// Whether the request succeeded.
     pub result: bool,
@@ -15,6 +19,21 @@ pub struct ApiResponse<T: Serialize> {
     pub rev: i64,
     /// The payload.
     pub data: Option<T>,
+}
+
+/// What every error answers: `{"result": false, "err": "<what to fix>", "rev": 0, "data": null}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"result": false, "err": "invalid mesh: name: must be a DNS-1123 label", "rev": 0, "data": null}))]
+pub struct ErrorResponse {
+    /// Always `false`.
+    pub result: bool,
+    /// What went wrong, in words a person can act on.
+    pub err: String,
+    /// Always 0.
+    pub rev: i64,
+    /// Always `null`.
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<()>,
 }
 
 impl<T: Serialize> ApiResponse<T> {
@@ -106,7 +125,7 @@ impl ResponseError for ApiError {
         if let Self::Internal(detail) = self {
             tracing::error!(error = %detail, "request failed");
         }
-        HttpResponse::build(self.status()).json(ApiResponse::<()> {
+        HttpResponse::build(self.status()).json(ErrorResponse {
             result: false,
             err: self.to_string(),
             rev: 0,

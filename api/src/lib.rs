@@ -9,7 +9,11 @@
 //! - [`auth`]: API tokens (Bearer header or `tke` cookie) to a [`auth::Caller`] with a tenant and
 //!   a role; the trusted-proxy tenant header.
 //! - [`routes`]: the handlers, one module per resource family, and [`routes::configure`] that
-//!   mounts them under `/apis/v1/mesh` next to `/healthz` and `/readyz`.
+//!   mounts them under `/apis/v1/mesh` next to `/healthz`, `/readyz` and `/metrics`.
+//! - [`openapi`]: the OpenAPI 3 document generated from the handlers (committed as
+//!   `api/openapi.json`, served at `/apis/v1/mesh/openapi.json`).
+//! - [`metrics`]: the Prometheus registry behind `/metrics`, the request middleware, and the
+//!   methods the workers report commands, flows, actors and leases through.
 //!
 //! Reads come from the store, scoped to the caller's tenant (another tenant's objects answer 404
 //! like missing ones). Long operations publish a command on the bus and answer 202 with its id;
@@ -20,11 +24,14 @@
 
 pub mod auth;
 pub mod envelope;
+pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 
 pub use auth::Caller;
-pub use envelope::{ApiError, ApiResponse};
+pub use envelope::{ApiError, ApiResponse, ErrorResponse};
+pub use metrics::Metrics;
 pub use routes::configure;
 pub use state::{ApiState, BusReadiness, ReadinessProbe};
 

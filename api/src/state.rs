@@ -12,6 +12,7 @@ use mesh_core::VersionCatalog;
 use mesh_schema::Store;
 
 use crate::envelope::ApiError;
+use crate::metrics::Metrics;
 
 /// A named check that must pass for meshd to be ready (database reachable, bus connected).
 pub trait ReadinessProbe: Send + Sync {
@@ -55,11 +56,15 @@ pub struct ApiState {
     pub auth_required: bool,
     /// Longest `?wait=` a caller may ask for.
     pub max_wait: Duration,
+    /// What `/metrics` shows; the HTTP middleware records requests here, and the workers get a
+    /// clone to report commands, flows, actors and leases.
+    pub metrics: Metrics,
 }
 
 impl ApiState {
     /// State with the given catalog, no store, no bus, no readiness probes, a 1 MiB body limit,
-    /// authentication required, no trusted proxies and waits of at most 5 minutes.
+    /// authentication required, no trusted proxies, waits of at most 5 minutes and a fresh
+    /// metrics registry.
     pub fn new(catalog: VersionCatalog) -> Self {
         Self {
             catalog: Arc::new(catalog),
@@ -70,6 +75,7 @@ impl ApiState {
             trusted_proxies: Vec::new(),
             auth_required: true,
             max_wait: Duration::from_secs(300),
+            metrics: Metrics::new(),
         }
     }
 
@@ -94,6 +100,18 @@ impl ApiState {
     /// Sets the front proxies whose tenant header is trusted.
     pub fn with_trusted_proxies(mut self, proxies: Vec<IpAddr>) -> Self {
         self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Sets the metrics registry (to share it with the workers).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sets the longest `?wait=` a caller may ask for.
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
         self
     }
 

@@ -40,6 +40,10 @@ pub struct GlobalArgs {
     /// Log format: text or json [default: text].
     #[arg(long, global = true)]
     pub log_format: Option<String>,
+    /// All-in-one only: start N simulated clusters in process (sim-1 … sim-N) and register them
+    /// (also MESHD_SIM_CLUSTERS) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub sim_clusters: Option<usize>,
 }
 
 /// The roles and tools of meshd.
@@ -47,6 +51,19 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run API, bus and storage in one process (the default).
     AllInOne,
+    /// Carry out commands for a share of the partitions, beside other workers (needs NATS and a
+    /// shared MariaDB/MySQL database).
+    Worker {
+        /// This worker's id in leases and flow records [default: <host>-<pid>].
+        #[arg(long)]
+        worker_id: Option<String>,
+        /// How long a partition lease lasts without renewal (e.g. 10s).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        lease_ttl: std::time::Duration,
+        /// How long a delivered command may stay unacknowledged before it is delivered again.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        ack_wait: std::time::Duration,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Write a new secret key file (mode 0600) and exit.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use mesh_core::VersionCatalog;
+use mesh_core::{TenantId, VersionCatalog};
 use mesh_schema::DatabaseTarget;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,10 @@ use crate::cli::GlobalArgs;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://meshd.db";
 /// Where the HTTP API listens by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9441";
+/// The tenant of simulated clusters and of the local admin token by default.
+pub const DEFAULT_SIM_TENANT: &str = "default";
+/// Most simulated clusters one meshd starts.
+pub const MAX_SIM_CLUSTERS: usize = 100;
 
 /// Everything meshd can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +50,10 @@ pub struct MeshdConfig {
     pub bus: BusSettings,
     /// Version catalog override.
     pub catalog: CatalogSettings,
+    /// Simulated clusters the all-in-one role starts in process and registers (0: none).
+    pub sim_clusters: usize,
+    /// Tenant of the simulated clusters and of the local admin token made on first start.
+    pub sim_tenant: String,
 }
 
 /// Bus settings.
@@ -84,6 +92,8 @@ impl Default for MeshdConfig {
                 partitions: 32,
             },
             catalog: CatalogSettings::default(),
+            sim_clusters: 0,
+            sim_tenant: DEFAULT_SIM_TENANT.to_owned(),
         }
     }
 }
@@ -101,6 +111,8 @@ struct FlagOverrides {
     listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sim_clusters: Option<usize>,
 }
 
 impl MeshdConfig {
@@ -118,7 +130,7 @@ impl MeshdConfig {
         figment = figment
             .merge(
                 Env::prefixed("MESHD_")
-                    .ignore(&["CONFIG"])
+                    .ignore(&["CONFIG", "LOG"])
                     .split("__")
                     .map(|key| key.as_str().to_ascii_lowercase().into()),
             )
@@ -128,6 +140,7 @@ impl MeshdConfig {
                 secret_key_file: args.secret_key_file.clone(),
                 listen: args.listen.clone(),
                 log_format: args.log_format.clone(),
+                sim_clusters: args.sim_clusters,
             }));
         let config: Self = figment.extract().map_err(|e| {
             anyhow::anyhow!("invalid configuration: {}", first_line(&e.to_string()))
@@ -153,7 +166,23 @@ impl MeshdConfig {
             "database_pool_size must be at least 1"
         );
         self.catalog()?;
+        anyhow::ensure!(
+            self.sim_clusters <= MAX_SIM_CLUSTERS,
+            "sim_clusters must be at most {MAX_SIM_CLUSTERS}, got {}: set --sim-clusters / MESHD_SIM_CLUSTERS",
+            self.sim_clusters
+        );
+        self.tenant()?;
         Ok(())
+    }
+
+    /// The tenant of simulated clusters and of the local admin token.
+    pub fn tenant(&self) -> anyhow::Result<TenantId> {
+        TenantId::new(self.sim_tenant.as_str()).with_context(|| {
+            format!(
+                "invalid sim_tenant {:?}: set MESHD_SIM_TENANT to a DNS-1123 label",
+                self.sim_tenant
+            )
+        })
     }
 
     /// The parsed database target.
@@ -264,6 +293,33 @@ mod tests {
         let mut config = MeshdConfig::default();
         config.catalog.versions = Some(vec!["not-a-version".into()]);
         assert!(config.validate().is_err());
+        let config = MeshdConfig {
+            sim_clusters: MAX_SIM_CLUSTERS + 1,
+            ..MeshdConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .expect_err("too many")
+                .to_string()
+                .contains("--sim-clusters")
+        );
+        let config = MeshdConfig {
+            sim_tenant: "Not A Tenant".into(),
+            ..MeshdConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_sim_cluster_flag_overrides_the_default() {
+        let args = GlobalArgs {
+            sim_clusters: Some(3),
+            ..GlobalArgs::default()
+        };
+        let config = MeshdConfig::load(&args).expect("valid");
+        assert_eq!(config.sim_clusters, 3);
+        assert_eq!(config.sim_tenant, "default");
     }
 
     #[test]

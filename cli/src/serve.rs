@@ -1,4 +1,9 @@
 //! The all-in-one role: storage, bus and the HTTP API in one process.
+//!
+//! Start order: the store (migrated), the local admin token on a first start of the embedded
+//! default ([`crate::local_token`]), the simulated clusters when `sim_clusters` is set
+//! ([`crate::sim`]), the bus, the worker, then HTTP. The first line on stdout is
+//! `meshd listening on …`; nothing secret is ever printed.
 
 use std::sync::Arc;
 
@@ -13,7 +18,9 @@ use mesh_core::VersionCatalog;
 use mesh_schema::Store;
 
 use crate::config::MeshdConfig;
+use crate::local_token::ensure_local_admin_token;
 use crate::setup::{connect_bus, open_store};
+use crate::sim::SimWorld;
 
 /// Starts the actors that carry out commands, named after this host and process.
 async fn start_worker(
@@ -42,6 +49,15 @@ async fn start_worker(
 pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
     let catalog = config.catalog()?;
     let store = open_store(&config).await?;
+    ensure_local_admin_token(&store, &config).await?;
+    let sim = match config.sim_clusters {
+        0 => None,
+        count => {
+            let world = SimWorld::start(count).await?;
+            world.register(&store, &config).await?;
+            Some(world)
+        }
+    };
     let bus = connect_bus(&config).await?;
     let worker = start_worker(&store, &bus, &catalog).await?;
     let state = ApiState {
@@ -75,6 +91,7 @@ pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
     println!("meshd listening on http://{}", addresses.join(", http://"));
     server.run().await.context("HTTP server failed")?;
     drop((worker, bus));
+    drop(sim);
     tracing::info!("meshd stopped");
     Ok(())
 }

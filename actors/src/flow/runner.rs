@@ -532,6 +532,9 @@ impl FlowRunner {
         }
     }
 
+    /// Ends a flow. The flow row turns terminal last, so a worker that dies anywhere in here
+    /// leaves the flow unfinished and its next owner runs `finish` again; the end's events carry
+    /// ids derived from the flow, so a second run stores and publishes nothing twice.
     async fn finish(
         &self,
         flow: &FlowRecord,
@@ -540,6 +543,50 @@ impl FlowRunner {
         detail: Option<String>,
     ) -> Result<(), ActorError> {
         let (_, succeeded, failed) = mesh_statuses(&flow.def_name);
+        let ok = status == FlowStatus::Succeeded;
+        let command_status = if ok {
+            CommandStatus::Succeeded
+        } else {
+            CommandStatus::Failed
+        };
+        self.store
+            .complete_command(
+                &input.command_id,
+                command_status,
+                detail.clone(),
+                Some(flow.id),
+            )
+            .await?;
+        if flow.def_name != super::defs::DELETE || !ok {
+            let change = MeshStatusChange {
+                status: Some(if ok { succeeded } else { failed }.into()),
+                ..MeshStatusChange::default()
+            };
+            match self
+                .store
+                .update_mesh_status(&flow.mesh_name, self.config.epoch, change)
+                .await
+            {
+                Ok(_) | Err(mesh_schema::StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if flow.def_name == super::defs::DELETE && ok {
+            self.emit_once(flow, input, "mesh-deleted", mesh_bus::event::MeshDeleted {})
+                .await?;
+        }
+        let outcome = if ok {
+            FlowOutcome::Succeeded
+        } else {
+            FlowOutcome::Failed
+        };
+        let finished = FlowFinished {
+            flow_id: flow.id,
+            outcome,
+            detail: detail.clone(),
+        };
+        self.emit_once(flow, input, "flow-finished", finished)
+            .await?;
         let log_line = match &detail {
             Some(reason) => format!("flow {status}: {reason}"),
             None => format!("flow {status}"),
@@ -554,59 +601,20 @@ impl FlowRunner {
                 },
             )
             .await?;
-        let mesh_status = if status == FlowStatus::Succeeded {
-            succeeded
-        } else {
-            failed
-        };
-        if flow.def_name != super::defs::DELETE || status != FlowStatus::Succeeded {
-            match self
-                .store
-                .update_mesh_status(
-                    &flow.mesh_name,
-                    self.config.epoch,
-                    MeshStatusChange {
-                        status: Some(mesh_status.into()),
-                        ..MeshStatusChange::default()
-                    },
-                )
-                .await
-            {
-                Ok(_) | Err(mesh_schema::StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let command_status = if status == FlowStatus::Succeeded {
-            CommandStatus::Succeeded
-        } else {
-            CommandStatus::Failed
-        };
-        self.store
-            .complete_command(
-                &input.command_id,
-                command_status,
-                detail.clone(),
-                Some(flow.id),
-            )
-            .await?;
-        if flow.def_name == super::defs::DELETE && status == FlowStatus::Succeeded {
-            self.emit(flow, input, mesh_bus::event::MeshDeleted {})
-                .await?;
-        }
-        let outcome = if status == FlowStatus::Succeeded {
-            FlowOutcome::Succeeded
-        } else {
-            FlowOutcome::Failed
-        };
-        self.emit(
-            flow,
-            input,
-            FlowFinished {
-                flow_id: flow.id,
-                outcome,
-                detail,
-            },
-        )
-        .await
+        Ok(())
+    }
+
+    /// Emits an event that happens once per flow, with an id derived from the flow and `what`.
+    async fn emit_once(
+        &self,
+        flow: &FlowRecord,
+        input: &FlowInput,
+        what: &str,
+        body: impl Into<Event>,
+    ) -> Result<(), ActorError> {
+        let mut envelope = self.event(flow, input, body)?;
+        let name = format!("mesh-manager/flow/{}/{}/{what}", flow.mesh_name, flow.id);
+        envelope.id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes());
+        self.events.emit(envelope, Some(flow.id)).await
     }
 }

@@ -164,9 +164,6 @@ impl MeshComponent {
                         tasks.iter().map(ToString::to_string).collect(),
                     )
                     .await?;
-                if let Some(event) = announce {
-                    self.emit_for(command, event, Some(flow.id)).await?;
-                }
                 self.emit_for(
                     command,
                     CommandAccepted {
@@ -175,6 +172,9 @@ impl MeshComponent {
                     Some(flow.id),
                 )
                 .await?;
+                if let Some(event) = announce {
+                    self.emit_for(command, event, Some(flow.id)).await?;
+                }
                 Ok(Acceptance::Started(flow.id))
             }
         }

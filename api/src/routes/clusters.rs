@@ -16,29 +16,38 @@ use mesh_schema::StoreError;
 use mesh_schema::models::RegisteredClusterRecord;
 use mesh_schema::store::cluster::RegisterCluster;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::envelope::{ApiError, ApiResponse};
+use crate::openapi::{
+    BadGateway, BadRequest, Conflict, Forbidden, MethodNotAllowed, NotFound, PayloadTooLarge,
+    Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+};
 use crate::state::ApiState;
 
 /// Longest region label (the column is `varchar(64)`).
 const MAX_REGION_CHARS: usize = 64;
 
 /// Body of `POST /clusters`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "c1", "region": "eu-west", "kubeconfig": "apiVersion: v1\nkind: Config\n…"}))]
 pub struct RegisterBody {
     /// Cluster name (DNS-1123 label).
+    #[schema(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 63)]
     pub name: String,
     /// Region label.
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub region: String,
-    /// The kubeconfig, YAML (or JSON) as a string — secret.
+    /// The kubeconfig, YAML (or JSON) as a string — secret. One cluster, one user with a token
+    /// or a client certificate; exec plugins, auth providers and local files are refused.
     pub kubeconfig: String,
 }
 
 /// A registered cluster as the API shows it (no credentials).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ClusterView {
     /// Cluster name.
     pub name: String,
@@ -76,6 +85,20 @@ impl From<RegisteredClusterRecord> for ClusterView {
     }
 }
 
+/// The `{cluster}` path parameter (documentation only; handlers take `web::Path<String>`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct ClusterParam {
+    /// A registered cluster's name (DNS-1123 label).
+    #[param(
+        pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length = 63,
+        example = "c1"
+    )]
+    cluster: String,
+}
+
 fn check_region(region: &str) -> Result<(), ApiError> {
     if region.chars().count() > MAX_REGION_CHARS || region.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(format!(
@@ -86,6 +109,26 @@ fn check_region(region: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /clusters`: validate, probe and register a cluster; 201 with the record.
+#[utoipa::path(
+    post,
+    path = "/apis/v1/mesh/clusters",
+    tag = "clusters",
+    operation_id = "registerCluster",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Probed and registered", body = ApiResponse<ClusterView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 405, response = MethodNotAllowed),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn register(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -142,6 +185,19 @@ pub async fn register(
 }
 
 /// `GET /clusters`: the clusters the caller may see, by name.
+#[utoipa::path(
+    get,
+    path = "/apis/v1/mesh/clusters",
+    tag = "clusters",
+    operation_id = "listClusters",
+    responses(
+        (status = 200, description = "The clusters the caller may see", body = ApiResponse<Vec<ClusterView>>),
+        (status = 401, response = Unauthorized),
+        (status = 405, response = MethodNotAllowed),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn list(caller: Caller, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let clusters = state
         .store()?
@@ -166,6 +222,22 @@ async fn visible(
 }
 
 /// `GET /clusters/{cluster}`.
+#[utoipa::path(
+    get,
+    path = "/apis/v1/mesh/clusters/{cluster}",
+    tag = "clusters",
+    operation_id = "getCluster",
+    params(ClusterParam),
+    responses(
+        (status = 200, description = "The cluster", body = ApiResponse<ClusterView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 405, response = MethodNotAllowed),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn get(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -176,6 +248,24 @@ pub async fn get(
 }
 
 /// `DELETE /clusters/{cluster}`: forgets a cluster; 409 while it is a member of a mesh.
+#[utoipa::path(
+    delete,
+    path = "/apis/v1/mesh/clusters/{cluster}",
+    tag = "clusters",
+    operation_id = "removeCluster",
+    params(ClusterParam),
+    responses(
+        (status = 200, description = "Removed; `data` is its name", body = ApiResponse<String>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 405, response = MethodNotAllowed),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn remove(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -199,7 +289,7 @@ pub async fn remove(
 }
 
 /// A namespace of a cluster.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NamespaceView {
     /// Its name.
     pub name: String,
@@ -211,6 +301,23 @@ pub struct NamespaceView {
 
 /// `GET /clusters/{cluster}/namespaces`: the cluster's namespaces, read with its stored
 /// credentials.
+#[utoipa::path(
+    get,
+    path = "/apis/v1/mesh/clusters/{cluster}/namespaces",
+    tag = "clusters",
+    operation_id = "listClusterNamespaces",
+    params(ClusterParam),
+    responses(
+        (status = 200, description = "The cluster's namespaces by name", body = ApiResponse<Vec<NamespaceView>>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 405, response = MethodNotAllowed),
+        (status = 502, response = BadGateway),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn namespaces(
     caller: Caller,
     state: web::Data<ApiState>,

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use mesh_bus::event::FlowOutcome;
 use mesh_bus::{CommandEnvelope, Event, EventFilter, StartAt};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::envelope::{ApiError, ApiResponse};
 use crate::state::ApiState;
@@ -25,9 +26,12 @@ use crate::state::ApiState;
 const SUBSCRIBE_MARGIN: Duration = Duration::from_secs(2);
 
 /// The `?wait=` query parameter of long operations.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
-    /// How long to wait for the flow to end: `60s`, `500ms`, `2m` or plain seconds.
+    /// How long to wait for the flow to end: `60s`, `500ms`, `2m` or plain seconds, at most the
+    /// server's maximum (5 minutes by default). Without it the answer is 202 right away.
+    #[param(pattern = "^[0-9]+(ms|s|m|h)?$", example = "60s")]
     pub wait: Option<String>,
 }
 
@@ -70,7 +74,7 @@ pub fn parse_duration(text: &str, max: Duration) -> Result<Duration, ApiError> {
 }
 
 /// What a long operation answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandAnswer {
     /// The command's envelope id (also the correlation id of everything that follows from it).
@@ -78,6 +82,7 @@ pub struct CommandAnswer {
     /// The mesh.
     pub mesh: String,
     /// The command kind (`CreateMesh`, ...).
+    #[schema(value_type = String)]
     pub kind: &'static str,
     /// `Accepted` (published), `Running` (a flow started), `Succeeded`, `Failed`, `RolledBack`,
     /// `Cancelled`.

@@ -34,10 +34,12 @@ use mesh_core::{MeshName, TenantId};
 use mesh_schema::Store;
 use mesh_schema::models::EventRecord;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::meshes::visible_mesh;
 use crate::auth::Caller;
 use crate::envelope::ApiError;
+use crate::openapi::{BadRequest, MethodNotAllowed, NotFound, Unauthorized, Unavailable};
 use crate::state::ApiState;
 
 /// How far back the live subscription starts, to cover events stored while history is read.
@@ -52,9 +54,11 @@ const REMEMBERED_IDS: usize = 10_000;
 const BUS_ID_PREFIX: &str = "bus-";
 
 /// `?after=` of the event stream.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// Resume after this id (a history position, or `bus-<sequence>`).
+    /// Resume after this id (a history position, or `bus-<sequence>`); `Last-Event-ID` wins.
+    #[param(pattern = "^(bus-)?[0-9]+$", example = "42")]
     pub after: Option<String>,
 }
 
@@ -214,6 +218,26 @@ async fn resume_time(
 
 /// `GET /meshes/{mesh}/events`: history from `Last-Event-ID` / `?after=` (default: the
 /// beginning), then live events until the client goes away.
+#[utoipa::path(
+    get,
+    path = "/apis/v1/mesh/meshes/{mesh}/events",
+    tag = "events",
+    operation_id = "streamMeshEvents",
+    params(
+        super::meshes::MeshParam,
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (as `?after=`)"),
+    ),
+    responses(
+        (status = 200, description = "Server-sent events: `id:` (a history position or `bus-<sequence>`), `event:` (the kind, e.g. `FlowStarted`), `data:` (the event envelope as JSON); never ends by itself", content_type = "text/event-stream", body = String),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 405, response = MethodNotAllowed),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn stream(
     caller: Caller,
     state: web::Data<ApiState>,

@@ -8,24 +8,28 @@ use chrono::NaiveDateTime;
 use mesh_schema::models::{FlowRecord, TaskRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::meshes::visible_mesh;
 use crate::auth::Caller;
 use crate::envelope::{ApiError, ApiResponse};
+use crate::openapi::{BadRequest, MethodNotAllowed, NotFound, Unauthorized, Unavailable};
 use crate::state::ApiState;
 
 /// Most flows one listing returns.
 const MAX_FLOWS: i64 = 500;
 
 /// `?limit=` of the flow listing.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// How many of the newest flows to return (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
 /// A flow as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FlowView {
     /// The flow id.
     pub id: i64,
@@ -38,6 +42,7 @@ pub struct FlowView {
     /// Status.
     pub status: String,
     /// The input (the command that started it), parsed.
+    #[schema(value_type = Object)]
     pub input: Value,
     /// Log lines.
     pub log: Option<String>,
@@ -74,7 +79,7 @@ impl From<FlowRecord> for FlowView {
 }
 
 /// A task as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskView {
     /// Task id.
     pub id: i64,
@@ -83,6 +88,7 @@ pub struct TaskView {
     /// Status.
     pub status: String,
     /// Output, parsed when JSON.
+    #[schema(value_type = Option<Object>)]
     pub output: Value,
     /// Error, when failed.
     pub error: Option<String>,
@@ -114,7 +120,40 @@ impl From<TaskRecord> for TaskView {
     }
 }
 
+/// The `{mesh}` and `{flow}` path parameters (documentation only).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct FlowParams {
+    /// The mesh's name (DNS-1123 label).
+    #[param(
+        pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length = 63,
+        example = "prod"
+    )]
+    mesh: String,
+    /// The flow's id.
+    #[param(example = 1)]
+    flow: i64,
+}
+
 /// `GET /meshes/{mesh}/flows`: the newest flows first.
+#[utoipa::path(
+    get,
+    path = "/apis/v1/mesh/meshes/{mesh}/flows",
+    tag = "flows",
+    operation_id = "listFlows",
+    params(super::meshes::MeshParam, ListQuery),
+    responses(
+        (status = 200, description = "The mesh's newest flows first, without tasks", body = ApiResponse<Vec<FlowView>>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 405, response = MethodNotAllowed),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn list(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -138,6 +177,22 @@ pub async fn list(
 }
 
 /// `GET /meshes/{mesh}/flows/{flow}`: one flow with its tasks.
+#[utoipa::path(
+    get,
+    path = "/apis/v1/mesh/meshes/{mesh}/flows/{flow}",
+    tag = "flows",
+    operation_id = "getFlow",
+    params(FlowParams),
+    responses(
+        (status = 200, description = "The flow with its tasks", body = ApiResponse<FlowView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 405, response = MethodNotAllowed),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn get(
     caller: Caller,
     state: web::Data<ApiState>,

@@ -2,24 +2,52 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::envelope::ApiResponse;
+use crate::openapi::MethodNotAllowed;
 use crate::state::ApiState;
 
-#[derive(Serialize)]
-struct ProbeResult {
-    name: &'static str,
-    ok: bool,
+/// The outcome of one readiness probe.
+#[derive(Serialize, ToSchema)]
+pub struct ProbeResult {
+    /// What was checked (`database`, `bus`).
+    #[schema(value_type = String)]
+    pub name: &'static str,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What is wrong, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 /// `GET /healthz`: answers as long as the process serves requests.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    operation_id = "healthz",
+    responses(
+        (status = 200, description = "The process serves requests", body = ApiResponse<String>),
+        (status = 405, response = MethodNotAllowed),
+    )
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(ApiResponse::ok("ok"))
 }
 
 /// `GET /readyz`: runs every readiness probe; 503 naming the failing ones.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "meta",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Every backend answers", body = ApiResponse<Vec<ProbeResult>>),
+        (status = 405, response = MethodNotAllowed),
+        (status = 503, description = "A backend is unavailable; `err` names it", body = ApiResponse<Vec<ProbeResult>>),
+    )
+)]
 pub async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
     let checks = state.readiness.iter().map(|probe| async move {
         let outcome = probe.check().await;

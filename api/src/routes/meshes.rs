@@ -16,21 +16,29 @@ use mesh_schema::TenantScope;
 use mesh_schema::models::{LbResourceRecord, MemberClusterRecord, MeshRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::commands::{WaitQuery, publish};
 use crate::auth::Caller;
 use crate::envelope::{ApiError, ApiResponse};
+use crate::openapi::{
+    BadRequest, ClusterRoleDoc, Conflict, Forbidden, ListingTypeDoc, MeshConfigDoc, MeshModeDoc,
+    MethodNotAllowed, NotFound, OutboundTrafficPolicyDoc, PayloadTooLarge, Unauthorized,
+    Unavailable, UnsupportedMediaType,
+};
 use crate::state::ApiState;
 
 /// A member cluster in a create body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberBody {
     /// A registered cluster's name.
+    #[schema(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 63)]
     pub name: String,
     /// `master` (or `primary`) or `remote`.
+    #[schema(value_type = ClusterRoleDoc)]
     pub role: String,
-    /// The cluster's network; defaults to its own name.
+    /// The cluster's network (DNS-1123 label); defaults to its own name.
     #[serde(default)]
     pub network: String,
 }
@@ -38,10 +46,23 @@ pub struct MemberBody {
 /// Body of `POST /meshes`: the seed's fields, with the mesh configuration either under
 /// `config` or inline (`traceSampling`, `outboundTrafficPolicy`, `autoInjectionNamespaces`,
 /// `replicas`), not both for the same setting.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({
+    "name": "demo",
+    "title": "Demo",
+    "region": "eu-west",
+    "version": "1.30.3",
+    "mode": "multi-primary",
+    "clusters": [
+        {"name": "c1", "role": "master", "network": "net1"},
+        {"name": "c2", "role": "master", "network": "net2"}
+    ],
+    "config": {"traceSampling": 5.0}
+}))]
 pub struct CreateBody {
     /// Mesh name (DNS-1123 label).
+    #[schema(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 63)]
     pub name: String,
     /// Human title; defaults to the name.
     #[serde(default)]
@@ -51,23 +72,29 @@ pub struct CreateBody {
     /// Istio version to install.
     pub version: String,
     /// `single`, `primary-remote` or `multi-primary`.
+    #[schema(value_type = MeshModeDoc)]
     pub mode: String,
     /// Member clusters.
     pub clusters: Vec<MemberBody>,
     /// Mesh configuration as an object.
     #[serde(default)]
+    #[schema(value_type = Option<MeshConfigDoc>)]
     pub config: Option<serde_json::Map<String, Value>>,
     /// Inline `config.traceSampling`.
     #[serde(default)]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 100)]
     pub trace_sampling: Option<Value>,
     /// Inline `config.outboundTrafficPolicy`.
     #[serde(default)]
+    #[schema(value_type = Option<OutboundTrafficPolicyDoc>)]
     pub outbound_traffic_policy: Option<Value>,
     /// Inline `config.autoInjectionNamespaces`.
     #[serde(default)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Vec<String>>>)]
     pub auto_injection_namespaces: Option<Value>,
     /// Inline `config.replicas`.
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::ReplicasDoc>)]
     pub replicas: Option<Value>,
 }
 
@@ -151,6 +178,27 @@ fn build_config(body: &mut CreateBody, problems: &mut Problems) -> MeshConfig {
 }
 
 /// `POST /meshes`: validates the mesh and publishes `CreateMesh`; 202 with the command id.
+#[utoipa::path(
+    post,
+    path = "/apis/v1/mesh/meshes",
+    tag = "meshes",
+    operation_id = "createMesh",
+    params(WaitQuery),
+    request_body = CreateBody,
+    responses(
+        (status = 200, description = "With `?wait=`: the flow ended in time; `status` is its outcome", body = ApiResponse<super::commands::CommandAnswer>),
+        (status = 202, description = "`CreateMesh` published (or still running when the wait ended)", body = ApiResponse<super::commands::CommandAnswer>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 405, response = MethodNotAllowed),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn create(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -278,15 +326,32 @@ pub async fn create(
 }
 
 /// `?type=simple` selects the cheap listing.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// `simple` for names and statuses only.
+    /// `simple` for names and statuses only ([`MeshSummary`]); `full` or nothing for
+    /// [`MeshView`]s.
     #[serde(rename = "type")]
+    #[param(value_type = Option<ListingTypeDoc>)]
     pub kind: Option<String>,
 }
 
+/// The `{mesh}` path parameter (documentation only; handlers take `web::Path<String>`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct MeshParam {
+    /// The mesh's name (DNS-1123 label).
+    #[param(
+        pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length = 63,
+        example = "prod"
+    )]
+    mesh: String,
+}
+
 /// A mesh in the cheap listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MeshSummary {
     /// Mesh name.
     pub name: String,
@@ -319,7 +384,7 @@ impl From<&MeshRecord> for MeshSummary {
 }
 
 /// A member cluster and where it stands.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MemberView {
     /// Cluster name.
     pub name: String,
@@ -352,7 +417,7 @@ impl From<MemberClusterRecord> for MemberView {
 }
 
 /// A load-balancer resource of a mesh.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LbView {
     /// Resource name.
     pub name: String,
@@ -370,7 +435,7 @@ impl From<LbResourceRecord> for LbView {
 }
 
 /// A mesh with everything known about it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MeshView {
     /// Mesh name.
     pub name: String,
@@ -389,10 +454,13 @@ pub struct MeshView {
     /// Version before the last upgrade.
     pub last_version: String,
     /// Mesh configuration (`traceSampling`, ...).
+    #[schema(value_type = Option<MeshConfigDoc>)]
     pub config: Value,
     /// Observed state.
+    #[schema(value_type = Option<Object>)]
     pub state: Value,
     /// Task summary of the running operation.
+    #[schema(value_type = Option<Object>)]
     pub tasks: Value,
     /// Member clusters and their phases.
     pub clusters: Vec<MemberView>,
@@ -439,6 +507,21 @@ async fn mesh_view(state: &ApiState, mesh: MeshRecord) -> Result<MeshView, ApiEr
 }
 
 /// `GET /meshes`: the meshes the caller may see; `?type=simple` for the cheap form.
+#[utoipa::path(
+    get,
+    path = "/apis/v1/mesh/meshes",
+    tag = "meshes",
+    operation_id = "listMeshes",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The meshes the caller may see: `MeshView`s, or `MeshSummary`s with `?type=simple`", body = ApiResponse<Vec<MeshView>>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 405, response = MethodNotAllowed),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn list(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -491,6 +574,22 @@ fn mesh_key(mesh: &MeshRecord) -> Result<(TenantId, MeshName), ApiError> {
 
 /// `GET /meshes/{mesh}`: the mesh with status, config, member phases and load balancers;
 /// `rev` is its generation.
+#[utoipa::path(
+    get,
+    path = "/apis/v1/mesh/meshes/{mesh}",
+    tag = "meshes",
+    operation_id = "getMesh",
+    params(MeshParam),
+    responses(
+        (status = 200, description = "The mesh; `rev` is its generation", body = ApiResponse<MeshView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 405, response = MethodNotAllowed),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn get(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -503,6 +602,25 @@ pub async fn get(
 }
 
 /// `DELETE /meshes/{mesh}`: publishes `DeleteMesh`; 202.
+#[utoipa::path(
+    delete,
+    path = "/apis/v1/mesh/meshes/{mesh}",
+    tag = "meshes",
+    operation_id = "deleteMesh",
+    params(MeshParam, WaitQuery),
+    responses(
+        (status = 200, description = "With `?wait=`: the flow ended in time; `status` is its outcome", body = ApiResponse<super::commands::CommandAnswer>),
+        (status = 202, description = "`DeleteMesh` published (or still running when the wait ended)", body = ApiResponse<super::commands::CommandAnswer>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 405, response = MethodNotAllowed),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn delete(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -518,14 +636,37 @@ pub async fn delete(
 }
 
 /// Body of `POST /meshes/{mesh}/sampling`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SamplingBody {
     /// Percentage of requests traced, 0 to 100.
+    #[schema(minimum = 0, maximum = 100, example = 5.0)]
     pub trace_sampling: f64,
 }
 
 /// `POST /meshes/{mesh}/sampling`: publishes `SetTraceSampling`; 202.
+#[utoipa::path(
+    post,
+    path = "/apis/v1/mesh/meshes/{mesh}/sampling",
+    tag = "meshes",
+    operation_id = "setMeshTraceSampling",
+    params(MeshParam, WaitQuery),
+    request_body = SamplingBody,
+    responses(
+        (status = 200, description = "With `?wait=`: the flow ended in time; `status` is its outcome", body = ApiResponse<super::commands::CommandAnswer>),
+        (status = 202, description = "`SetTraceSampling` published (or still running when the wait ended)", body = ApiResponse<super::commands::CommandAnswer>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 405, response = MethodNotAllowed),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
 pub async fn set_sampling(
     caller: Caller,
     state: web::Data<ApiState>,

@@ -2,6 +2,8 @@
 //!
 //! - `GET /healthz`: the process is alive.
 //! - `GET /readyz`: every backend answers (database, bus); 503 with the failing ones otherwise.
+//! - `GET /metrics`: Prometheus text format ([`crate::metrics`]).
+//! - `GET /apis/v1/mesh/openapi.json`: the OpenAPI document ([`crate::openapi`]).
 //! - `GET /apis/v1/mesh/config/istioversions`: installable Istio versions, newest first.
 //! - [`clusters`]: `POST|GET /clusters`, `GET|DELETE /clusters/{c}`, `GET /clusters/{c}/namespaces`.
 //! - [`meshes`]: `POST|GET /meshes`, `GET|DELETE /meshes/{m}`, `POST /meshes/{m}/sampling`.
@@ -9,9 +11,10 @@
 //! - [`events`]: `GET /meshes/{m}/events`, server-sent events.
 //! - anything else: a JSON 404 (or 405 for a known path with another method) in the envelope.
 //!
-//! Every route under the base path except the version catalog needs a [`crate::auth::Caller`];
-//! [`crate::auth::authenticate`] runs on the whole scope. Path, query and body extraction errors
-//! answer 4xx in the envelope.
+//! Every route under the base path except the version catalog and the OpenAPI document needs a
+//! [`crate::auth::Caller`]; [`crate::auth::authenticate`] runs on the whole scope. Path, query and
+//! body extraction errors answer 4xx in the envelope. [`crate::metrics::track`] wraps everything,
+//! unknown paths included, so `/metrics` counts every request by its route pattern.
 
 pub mod clusters;
 pub mod commands;
@@ -36,36 +39,55 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(json_config(body_limit))
             .app_data(query_config())
             .app_data(path_config())
-            .route("/healthz", web::get().to(health::healthz))
-            .route("/readyz", web::get().to(health::readyz))
             .service(
-                web::scope(crate::BASE_PATH)
-                    .wrap(from_fn(authenticate))
-                    .service(resource("/config/istioversions").get(config::istio_versions))
-                    .service(
-                        resource("/clusters")
-                            .get(clusters::list)
-                            .post(clusters::register),
-                    )
-                    .service(
-                        resource("/clusters/{cluster}")
-                            .get(clusters::get)
-                            .delete(clusters::remove),
-                    )
-                    .service(resource("/clusters/{cluster}/namespaces").get(clusters::namespaces))
-                    .service(resource("/meshes").get(meshes::list).post(meshes::create))
-                    .service(
-                        resource("/meshes/{mesh}")
-                            .get(meshes::get)
-                            .delete(meshes::delete),
-                    )
-                    .service(resource("/meshes/{mesh}/sampling").post(meshes::set_sampling))
-                    .service(resource("/meshes/{mesh}/flows").get(flows::list))
-                    .service(resource("/meshes/{mesh}/flows/{flow}").get(flows::get))
-                    .service(resource("/meshes/{mesh}/events").get(events::stream)),
+                // An empty prefix matches every path, so the middleware sees unknown ones too.
+                web::scope("")
+                    .wrap(from_fn(crate::metrics::track))
+                    .service(resource("/healthz").get(health::healthz))
+                    .service(resource("/readyz").get(health::readyz))
+                    .service(resource("/metrics").get(crate::metrics::scrape))
+                    .service(api_scope())
+                    .default_service(web::to(not_found)),
             )
             .default_service(web::to(not_found));
     }
+}
+
+/// The seed-compatible routes under [`crate::BASE_PATH`].
+fn api_scope() -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::scope(crate::BASE_PATH)
+        .wrap(from_fn(authenticate))
+        .service(resource("/openapi.json").get(crate::openapi::openapi_json))
+        .service(resource("/config/istioversions").get(config::istio_versions))
+        .service(
+            resource("/clusters")
+                .get(clusters::list)
+                .post(clusters::register),
+        )
+        .service(
+            resource("/clusters/{cluster}")
+                .get(clusters::get)
+                .delete(clusters::remove),
+        )
+        .service(resource("/clusters/{cluster}/namespaces").get(clusters::namespaces))
+        .service(resource("/meshes").get(meshes::list).post(meshes::create))
+        .service(
+            resource("/meshes/{mesh}")
+                .get(meshes::get)
+                .delete(meshes::delete),
+        )
+        .service(resource("/meshes/{mesh}/sampling").post(meshes::set_sampling))
+        .service(resource("/meshes/{mesh}/flows").get(flows::list))
+        .service(resource("/meshes/{mesh}/flows/{flow}").get(flows::get))
+        .service(resource("/meshes/{mesh}/events").get(events::stream))
 }
 
 /// A resource whose other methods answer 405 in the envelope.

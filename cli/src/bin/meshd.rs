@@ -26,6 +26,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&config.log_format);
     match cli.command.unwrap_or(Command::AllInOne) {
         Command::AllInOne => run_all_in_one(config).await,
+        Command::Worker {
+            worker_id,
+            lease_ttl,
+            ack_wait,
+        } => mesh_cli::worker_role::run_worker(config, worker_id, lease_ttl, ack_wait).await,
         Command::Migrate => {
             let target = config.database()?;
             let applied = tokio::task::spawn_blocking(move || target.migrate()).await??;

@@ -1,0 +1,9 @@
+//! The commands of `meshctl`, one module per family.
+//!
+//! - [`cluster`]: `cluster add|list|get|remove`.
+//! - [`mesh`]: `mesh create|list|get|describe|delete|sampling`, with `--wait`.
+//! - [`events`]: `events MESH [-f]` and `flows MESH [ID]`.
+
+pub mod cluster;
+pub mod events;
+pub mod mesh;

@@ -1,0 +1,173 @@
+//! Where `meshctl` finds its server and token.
+//!
+//! Server: `--server` / `MESHCTL_SERVER`, else `server` in the config file, else
+//! `http://127.0.0.1:9441`. Token: `--token` / `MESHCTL_TOKEN`, else `meshd.token` in the working
+//! directory (written by meshd's embedded default on first start), else `token` in the config
+//! file. The config file is `$XDG_CONFIG_HOME/meshctl/config.toml` (default
+//! `~/.config/meshctl/config.toml`), or the file named by `MESHCTL_CONFIG`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::error::{Error, Result};
+
+/// The server used when none is configured.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:9441";
+/// The token file meshd writes beside its embedded database.
+pub const TOKEN_FILE: &str = "meshd.token";
+
+/// The config file's contents.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// meshd's base URL.
+    pub server: Option<String>,
+    /// An API token.
+    pub token: Option<String>,
+}
+
+/// The resolved connection settings.
+#[derive(Clone)]
+pub struct Settings {
+    /// meshd's base URL, without a trailing slash.
+    pub server: String,
+    /// The bearer token, if any.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("server", &self.server)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+/// The config file's path: `MESHCTL_CONFIG`, else under `XDG_CONFIG_HOME` or `~/.config`.
+pub fn config_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("MESHCTL_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|p| !p.is_empty())
+                .map(|home| PathBuf::from(home).join(".config"))
+        })?;
+    Some(base.join("meshctl").join("config.toml"))
+}
+
+fn read_config(path: &Path) -> Result<ConfigFile> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| {
+            Error::Input(format!(
+                "invalid config file {}: {}",
+                path.display(),
+                e.message()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+        Err(source) => Err(Error::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn read_token_file(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|t| !t.is_empty())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Resolves the settings from the flags (already merged with the environment by clap), the
+/// token file in `cwd` and the config file.
+pub fn resolve(
+    server: Option<String>,
+    token: Option<String>,
+    cwd: &Path,
+    config: Option<&Path>,
+) -> Result<Settings> {
+    let file = match config {
+        Some(path) => read_config(path)?,
+        None => ConfigFile::default(),
+    };
+    let server = server
+        .filter(|s| !s.trim().is_empty())
+        .or(file.server)
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    let server = server.trim().trim_end_matches('/').to_owned();
+    if !(server.starts_with("http://") || server.starts_with("https://")) {
+        return Err(Error::Input(format!(
+            "invalid server {server:?}: use an http:// or https:// URL (--server / MESHCTL_SERVER)"
+        )));
+    }
+    let token = match token.filter(|t| !t.trim().is_empty()) {
+        Some(token) => Some(token.trim().to_owned()),
+        None => match read_token_file(&cwd.join(TOKEN_FILE))? {
+            Some(token) => Some(token),
+            None => file.token.filter(|t| !t.trim().is_empty()),
+        },
+    };
+    Ok(Settings { server, token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_token_file_and_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(TOKEN_FILE), "from-file\n").expect("write");
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            "server = \"http://h:1/\"\ntoken = \"from-config\"\n",
+        )
+        .expect("write");
+        let flags = resolve(
+            Some("http://x:2".into()),
+            Some("from-flag".into()),
+            dir.path(),
+            Some(&config),
+        )
+        .expect("valid");
+        assert_eq!(flags.server, "http://x:2");
+        assert_eq!(flags.token.as_deref(), Some("from-flag"));
+        let file = resolve(None, None, dir.path(), Some(&config)).expect("valid");
+        assert_eq!(file.server, "http://h:1");
+        assert_eq!(file.token.as_deref(), Some("from-file"));
+        std::fs::remove_file(dir.path().join(TOKEN_FILE)).expect("rm");
+        let config_only = resolve(None, None, dir.path(), Some(&config)).expect("valid");
+        assert_eq!(config_only.token.as_deref(), Some("from-config"));
+    }
+
+    #[test]
+    fn without_anything_the_local_default_is_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("none.toml");
+        let settings = resolve(None, None, dir.path(), Some(&missing)).expect("valid");
+        assert_eq!(settings.server, DEFAULT_SERVER);
+        assert!(settings.token.is_none());
+        assert!(resolve(Some("ftp://x".into()), None, dir.path(), None).is_err());
+    }
+
+    #[test]
+    fn settings_never_show_the_token() {
+        let settings = Settings {
+            server: DEFAULT_SERVER.into(),
+            token: Some("mmt_secret".into()),
+        };
+        assert!(!format!("{settings:?}").contains("mmt_secret"));
+    }
+}

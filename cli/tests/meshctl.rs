@@ -1,0 +1,324 @@
+//! End-to-end tests of `meshctl` against a real `meshd --sim-clusters 3`: the quickstart of the
+//! README, run as a person would — list the simulated clusters, create a multi-primary mesh from
+//! `examples/mesh.yaml` and wait for it, see it `Running`, describe it, read its events, delete
+//! it — plus the refusals a person must understand (a viewer token, a bad manifest).
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
+const MESHCTL: &str = env!("CARGO_BIN_EXE_meshctl");
+const EXAMPLE_MESH: &str = include_str!("../../examples/mesh.yaml");
+
+/// A meshd process, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A command with a clean environment: nothing from the caller's MESHD_* / MESHCTL_* or config
+/// files leaks in.
+fn clean(program: &str, dir: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir);
+    command
+}
+
+/// Starts `meshd --sim-clusters 3` in `dir`; returns it, its URL and its log file.
+fn start_meshd(dir: &Path) -> (Running, String, PathBuf) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = dir.join("meshd.log");
+    let mut child = clean(MESHD, dir)
+        .args(["--listen", &listen, "--sim-clusters", "3"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("meshd listening on") && line.contains(&listen),
+        "unexpected first line {line:?}"
+    );
+    (running, format!("http://{listen}"), log)
+}
+
+/// Runs meshctl in `dir` against `server` and returns its output (at most 60 s).
+fn meshctl(dir: &Path, server: &str, args: &[&str]) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut child = clean(MESHCTL, dir)
+        .env("MESHCTL_SERVER", server)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "meshctl {args:?} did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs meshctl and expects success; returns stdout.
+fn ok(dir: &Path, server: &str, args: &[&str]) -> String {
+    let output = meshctl(dir, server, args);
+    assert!(
+        output.status.success(),
+        "meshctl {args:?} failed: {}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// Runs meshctl and expects a failure told in one `meshctl: …` line; returns that line.
+fn refused(dir: &Path, server: &str, args: &[&str]) -> String {
+    let output = meshctl(dir, server, args);
+    assert!(!output.status.success(), "meshctl {args:?} should fail");
+    let text = stderr(&output);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("meshctl: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line expected in {text:?}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn the_quickstart_creates_watches_describes_and_deletes_a_multi_primary_mesh() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (_meshd, server, log) = start_meshd(dir);
+
+    // First start: a private admin token beside the database, never printed.
+    let token_file = dir.join("meshd.token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(
+        token.trim().starts_with("mmt_"),
+        "a token in {token_file:?}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the token file is private");
+    }
+
+    // The simulated clusters are registered, in every output format.
+    let clusters = ok(dir, &server, &["cluster", "list"]);
+    for name in ["sim-1", "sim-2", "sim-3"] {
+        assert!(clusters.contains(name), "{name} in\n{clusters}");
+    }
+    assert_eq!(
+        clusters.lines().count(),
+        4,
+        "a header and 3 clusters:\n{clusters}"
+    );
+    assert_eq!(clusters.matches("Reachable").count(), 3, "{clusters}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(dir, &server, &["cluster", "list", "-o", "json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&ok(
+        dir,
+        &server,
+        &["-o", "yaml", "cluster", "get", "sim-2"],
+    ))
+    .unwrap();
+    assert_eq!(yaml["name"].as_str(), Some("sim-2"));
+
+    // Create the README's example mesh and follow it to the end.
+    std::fs::write(dir.join("mesh.yaml"), EXAMPLE_MESH).unwrap();
+    let created = meshctl(
+        dir,
+        &server,
+        &[
+            "mesh",
+            "create",
+            "-f",
+            "mesh.yaml",
+            "--wait",
+            "--timeout",
+            "45s",
+        ],
+    );
+    assert!(
+        created.status.success(),
+        "{}{}",
+        stdout(&created),
+        stderr(&created)
+    );
+    assert!(
+        stdout(&created).contains("mesh demo created: install succeeded"),
+        "{}",
+        stdout(&created)
+    );
+    let progress = stderr(&created);
+    for cluster in ["sim-1", "sim-2", "sim-3"] {
+        assert!(
+            progress.contains(&format!("control-plane:{cluster} succeeded")),
+            "per-cluster progress in\n{progress}"
+        );
+    }
+
+    let got = ok(dir, &server, &["mesh", "get", "demo"]);
+    assert!(
+        got.contains("Running") && got.contains("multi-primary"),
+        "{got}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(dir, &server, &["mesh", "get", "demo", "-o", "json"])).unwrap();
+    assert_eq!(json["status"], "Running");
+    assert_eq!(json["clusters"].as_array().unwrap().len(), 3);
+    let listed: serde_yaml::Value =
+        serde_yaml::from_str(&ok(dir, &server, &["mesh", "list", "-o", "yaml"])).unwrap();
+    assert_eq!(listed[0]["name"].as_str(), Some("demo"));
+
+    let described = ok(dir, &server, &["mesh", "describe", "demo"]);
+    for expected in [
+        "Status:",
+        "Running",
+        "Clusters:",
+        "Gateways:",
+        "traceSampling",
+        "Tasks of flow",
+    ] {
+        assert!(described.contains(expected), "{expected:?} in\n{described}");
+    }
+    for cluster in ["sim-1", "sim-2", "sim-3"] {
+        assert!(
+            described
+                .lines()
+                .any(|l| l.trim_start().starts_with(cluster) && l.contains("Running")),
+            "phase of {cluster} in\n{described}"
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(&ok(
+        dir,
+        &server,
+        &["mesh", "describe", "demo", "-o", "json"],
+    ))
+    .unwrap();
+    assert_eq!(json["mesh"]["status"], "Running");
+    assert!(json["flows"][0]["tasks"].as_array().unwrap().len() > 3);
+
+    let events = ok(dir, &server, &["events", "demo"]);
+    assert!(events.contains("MeshCreated"), "{events}");
+    assert!(events.contains("FlowFinished"), "{events}");
+    for line in ok(dir, &server, &["events", "demo", "-o", "json"]).lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["mesh"], "demo");
+    }
+    let flows = ok(dir, &server, &["flows", "demo"]);
+    assert!(
+        flows.contains("install") && flows.contains("Succeeded"),
+        "{flows}"
+    );
+
+    // Refusals are one line and a non-zero exit.
+    let viewer = clean(MESHD, dir)
+        .args(["token", "create", "--tenant", "default", "--role", "viewer"])
+        .output()
+        .unwrap();
+    assert!(viewer.status.success(), "{viewer:?}");
+    let viewer = stdout(&viewer).trim().to_owned();
+    std::fs::write(
+        dir.join("other.yaml"),
+        EXAMPLE_MESH.replace("name: demo", "name: other"),
+    )
+    .unwrap();
+    let line = refused(
+        dir,
+        &server,
+        &[
+            "--token",
+            &viewer,
+            "mesh",
+            "create",
+            "-f",
+            "other.yaml",
+            "--wait",
+        ],
+    );
+    assert!(line.contains("viewer role"), "{line}");
+    assert!(ok(dir, &server, &["--token", &viewer, "mesh", "list"]).contains("demo"));
+    let line = refused(dir, &server, &["--token", "mmt_wrong", "cluster", "list"]);
+    assert!(line.contains("not valid"), "{line}");
+    std::fs::write(dir.join("bad.yaml"), "name: bad\nregion: sim\nversion: 1.30.3\nmode: single\nclusters:\n- name: nowhere\n  role: master\n").unwrap();
+    let line = refused(
+        dir,
+        &server,
+        &["mesh", "create", "-f", "bad.yaml", "--wait"],
+    );
+    assert!(
+        line.contains("nowhere") && line.contains("not registered"),
+        "{line}"
+    );
+
+    // Delete and wait; the mesh is gone.
+    let deleted = ok(dir, &server, &["mesh", "delete", "demo", "--wait"]);
+    assert!(deleted.contains("mesh demo deleted"), "{deleted}");
+    let line = refused(dir, &server, &["mesh", "get", "demo"]);
+    assert!(line.contains("not found"), "{line}");
+
+    let logged = std::fs::read_to_string(log).unwrap();
+    assert!(
+        !logged.contains(token.trim()) && !logged.contains(&viewer),
+        "tokens never logged"
+    );
+    assert!(
+        logged.contains("meshd.token"),
+        "the token file's path is logged"
+    );
+}
+
+#[test]
+fn completion_scripts_are_printed_for_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(dir.path(), "http://127.0.0.1:1", &["completion", shell]);
+        assert!(script.contains("meshctl"), "{shell}: {script}");
+    }
+}
+
+#[test]
+fn an_unreachable_server_is_named_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = format!("http://127.0.0.1:{}", free_port());
+    let line = refused(dir.path(), &server, &["cluster", "list"]);
+    assert!(
+        line.contains("cannot reach meshd") && line.contains(&server),
+        "{line}"
+    );
+}
