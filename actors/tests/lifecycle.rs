@@ -287,6 +287,23 @@ async fn a_multi_primary_mesh_reaches_running_and_deletes_without_leftovers() {
     assert!(mesh.config.unwrap().contains("\"traceSampling\":10.0"));
     assert_eq!(mesh.generation, 2);
 
+    // Before the delete the control plane's webhook is there (so the check after it means something).
+    for cluster in setup.world.clusters() {
+        let ops = mesh_clusters::ClusterOps::new(cluster.name(), cluster.client().await.unwrap());
+        let webhooks = ops
+            .list_labelled(
+                "admissionregistration.k8s.io/v1",
+                "MutatingWebhookConfiguration",
+                "istio.io/rev",
+            )
+            .await
+            .unwrap();
+        assert!(
+            !webhooks.is_empty(),
+            "{} has an injector webhook",
+            cluster.name()
+        );
+    }
     let delete = CommandEnvelope::command(
         tenant(),
         MeshName::new("demo").unwrap(),
@@ -305,6 +322,44 @@ async fn a_multi_primary_mesh_reaches_running_and_deletes_without_leftovers() {
     );
     let left = managed_objects(&setup.world, "demo").await;
     assert!(left.is_empty(), "objects left behind: {left:?}");
+    // Nothing Istio-related outlives the mesh either: no remote secret, gateway, webhook or
+    // control plane, labelled by us or not.
+    for cluster in setup.world.clusters() {
+        let ops = mesh_clusters::ClusterOps::new(cluster.name(), cluster.client().await.unwrap());
+        let checks = [
+            ("v1", "Secret", "istio/multiCluster=true"),
+            (
+                "admissionregistration.k8s.io/v1",
+                "MutatingWebhookConfiguration",
+                "app=sidecar-injector",
+            ),
+            (
+                "admissionregistration.k8s.io/v1",
+                "MutatingWebhookConfiguration",
+                "istio.io/rev",
+            ),
+            (
+                "admissionregistration.k8s.io/v1",
+                "ValidatingWebhookConfiguration",
+                "istio.io/rev",
+            ),
+            ("apps/v1", "Deployment", "istio=eastwestgateway"),
+            ("apps/v1", "Deployment", "app=istiod"),
+            ("sailoperator.io/v1", "Istio", ""),
+            ("sailoperator.io/v1", "IstioRevision", ""),
+        ];
+        for (api_version, kind, selector) in checks {
+            let found = ops
+                .list_labelled(api_version, kind, selector)
+                .await
+                .unwrap();
+            assert!(
+                found.is_empty(),
+                "{}: {kind} {selector} left behind: {found:?}",
+                cluster.name()
+            );
+        }
+    }
     let events = setup.store.list_events("demo", 0, 1000).await.unwrap();
     assert!(events.iter().any(|e| e.kind == "MeshDeleted"));
 }

@@ -1,0 +1,394 @@
+//! Benchmark of horizontal scaling and failover, with the raw limits measured in the same run.
+//!
+//! Prints:
+//! - the raw limits: a JetStream publish → consume → ack loop, and a single-row MariaDB commit loop;
+//! - end-to-end throughput of a light command (`SetTraceSampling` on single-cluster meshes whose
+//!   simulated clusters answer at once), publish to committed effect (`FlowFinished`), with 1, 2
+//!   and 3 workers; then the same with 20 ms of simulated API latency (I/O-bound);
+//! - failover: from killing the owner of a partition to that partition's meshes making progress
+//!   again (a command accepted), p50/p99 over the cycles, next to the lease TTL.
+//!
+//! Workers are real `Worker`s with their own actix runtime each, sharing partitions through NATS
+//! key-value leases; "kill" drops a worker's runtime at once, as SIGKILL would. Needs a NATS server
+//! (`MESH_TEST_NATS_URL` or `.tools/py/bin/nats-server`) and MariaDB (`MESH_TEST_MYSQL_URL`).
+//! Run: `cargo run --release -p mesh-actors --example worker_bench [seconds-per-measurement]`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use futures::StreamExt;
+use mesh_actors::flow::RunnerConfig;
+use mesh_actors::{Worker, WorkerConfig};
+use mesh_bus::command::{ClusterSpec, CreateMesh, SamplingPercent, SetTraceSampling};
+use mesh_bus::{
+    Bus, BusConfig, CommandEnvelope, Event, EventFilter, NatsBus, StartAt, partition_of,
+};
+use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId, VersionCatalog};
+use mesh_schema::store::cluster::RegisterCluster;
+use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store};
+
+const LEASE_TTL: Duration = Duration::from_secs(2);
+const MESHES: usize = 12;
+
+struct ThreadWorker {
+    name: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ThreadWorker {
+    fn start(name: String, store: Store, nats_url: String, root: String) -> Self {
+        let label = name.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let nats = NatsBus::connect(&nats_url, BusConfig::with_root(root))
+                    .await
+                    .expect("bus");
+                let leases = Arc::new(nats.leases(LEASE_TTL).await.expect("leases"));
+                let bus: Arc<dyn Bus> = Arc::new(nats);
+                let config = WorkerConfig {
+                    runner: RunnerConfig {
+                        processor: name,
+                        backoff: Duration::from_millis(50),
+                        ..RunnerConfig::default()
+                    },
+                };
+                let _worker = Worker::start_with_leases(
+                    config,
+                    store,
+                    bus,
+                    leases,
+                    Arc::new(VersionCatalog::builtin()),
+                )
+                .await
+                .expect("worker");
+                let _ = ready.send(());
+                let _ = stopped.await;
+            });
+        });
+        let _ = is_ready.recv();
+        Self {
+            name: label,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn kill(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn tenant() -> TenantId {
+    TenantId::new("bench").expect("valid")
+}
+
+fn sampling(mesh: &str, percent: f64) -> anyhow::Result<CommandEnvelope> {
+    Ok(CommandEnvelope::command(
+        tenant(),
+        MeshName::new(mesh)?,
+        "bench",
+        SetTraceSampling {
+            percent: SamplingPercent::new(percent)?,
+        },
+    )?)
+}
+
+/// Raw JetStream: publish `n` messages (each acknowledged by the server), consume and ack them.
+async fn raw_jetstream(url: &str, n: usize) -> anyhow::Result<f64> {
+    let root = mesh_testkit::nats::unique_root();
+    let bus = NatsBus::connect(url, BusConfig::with_root(root)).await?;
+    let command = sampling("raw", 1.0)?;
+    let partition = partition_of(&command.tenant, &command.mesh, bus.subjects().partitions());
+    let mut deliveries = bus.consume_commands(&[partition]).await?;
+    let started = Instant::now();
+    for i in 0..n {
+        let mut envelope = sampling("raw", (i % 100) as f64)?;
+        envelope.id = uuid_v7();
+        bus.publish_command(&envelope).await?;
+        let delivery = deliveries
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+        delivery.ack().await?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+fn uuid_v7() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
+
+/// Raw MariaDB: one single-row INSERT per committed transaction.
+fn raw_mariadb(url: &str, seconds: f64) -> anyhow::Result<f64> {
+    use diesel::Connection;
+    let mut conn = diesel::mysql::MysqlConnection::establish(url)?;
+    conn.batch_execute("CREATE TABLE bench_commit (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64)) ENGINE=InnoDB")?;
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed().as_secs_f64() < seconds {
+        conn.batch_execute("BEGIN; INSERT INTO bench_commit (v) VALUES ('x'); COMMIT;")?;
+        n += 1;
+    }
+    conn.batch_execute("DROP TABLE bench_commit")?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Keeps one sampling command in flight per mesh for `seconds`; returns completed flows per second.
+async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::Result<f64> {
+    let mut events = bus
+        .subscribe_events(EventFilter::Tenant(tenant()), StartAt::New)
+        .await?;
+    let mut in_flight: BTreeMap<String, uuid::Uuid> = BTreeMap::new();
+    let mut percent = 0.0;
+    for mesh in meshes {
+        let command = sampling(mesh, percent)?;
+        in_flight.insert(mesh.clone(), command.correlation_id);
+        bus.publish_command(&command).await?;
+    }
+    let started = Instant::now();
+    let mut done = 0u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    loop {
+        let next = tokio::time::timeout_at(deadline, events.next()).await;
+        let Ok(Some(record)) = next else { break };
+        let envelope = record?.envelope;
+        let finished = matches!(
+            envelope.body,
+            Event::FlowFinished(_) | Event::CommandRejected(_)
+        );
+        let mesh = envelope.mesh.to_string();
+        if finished && in_flight.get(&mesh) == Some(&envelope.correlation_id) {
+            if matches!(envelope.body, Event::FlowFinished(_)) {
+                done += 1;
+            }
+            percent = (percent + 1.0) % 100.0;
+            let command = sampling(&mesh, percent)?;
+            in_flight.insert(mesh, command.correlation_id);
+            bus.publish_command(&command).await?;
+        }
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    // Let the last commands drain before the next measurement.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(rate)
+}
+
+#[actix_rt::main]
+async fn main() -> anyhow::Result<()> {
+    let seconds: f64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(8.0);
+    let nats = mesh_testkit::nats::NatsServer::start();
+    let database = mesh_testkit::mariadb::TestDatabase::create();
+    let store = Store::open(
+        DatabaseTarget::parse(&database.url())?,
+        SecretBox::new(&SecretKey::generate()),
+        16,
+        true,
+    )
+    .await?;
+
+    let raw_js = raw_jetstream(nats.url(), 2000).await?;
+    let db_url = database.url();
+    let raw_db = tokio::task::spawn_blocking(move || raw_mariadb(&db_url, 3.0)).await??;
+    println!(
+        "raw limits: JetStream publish→consume→ack {raw_js:.0} msg/s; MariaDB single-row commit {raw_db:.0} commits/s"
+    );
+
+    let world = mesh_sim::World::builder()
+        .clusters(MESHES)
+        .deploy_ready_delay(Duration::ZERO)
+        .remote_sync_interval(Duration::from_millis(100))
+        .start()
+        .await?;
+    let mut meshes = Vec::new();
+    for (i, cluster) in world.clusters().iter().enumerate() {
+        store
+            .register_cluster(RegisterCluster {
+                tenant_id: "bench".into(),
+                name: cluster.name().into(),
+                region: "sim".into(),
+                server: cluster.url(),
+                auth_kind: "token".into(),
+                kubeconfig: cluster.kubeconfig_yaml(),
+                status: "Reachable".into(),
+                status_message: String::new(),
+            })
+            .await?;
+        meshes.push(format!("bench-{i}"));
+    }
+    let root = mesh_testkit::nats::unique_root();
+    let bus = NatsBus::connect(nats.url(), BusConfig::with_root(root.clone())).await?;
+    let mut workers = vec![ThreadWorker::start(
+        "w1".into(),
+        store.clone(),
+        nats.url().into(),
+        root.clone(),
+    )];
+    // Create the meshes and wait until they run.
+    let mut events = bus
+        .subscribe_events(EventFilter::Tenant(tenant()), StartAt::New)
+        .await?;
+    for (mesh, cluster) in meshes.iter().zip(world.clusters()) {
+        let create = CreateMesh {
+            title: mesh.clone(),
+            region: "sim".into(),
+            version: "1.30.3".into(),
+            mode: MeshMode::Single,
+            clusters: vec![ClusterSpec {
+                name: ClusterName::new(cluster.name())?,
+                role: ClusterRole::Master,
+                network: "net".into(),
+            }],
+            config: serde_json::json!({}),
+        };
+        bus.publish_command(&CommandEnvelope::command(
+            tenant(),
+            MeshName::new(mesh.as_str())?,
+            "bench",
+            create,
+        )?)
+        .await?;
+    }
+    let mut running = 0;
+    while running < meshes.len() {
+        let record = events
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("event stream ended"))??;
+        if matches!(record.envelope.body, Event::FlowFinished(_)) {
+            running += 1;
+        }
+    }
+    drop(events);
+
+    for count in 1..=3 {
+        while workers.len() < count {
+            let name = format!("w{}", workers.len() + 1);
+            workers.push(ThreadWorker::start(
+                name,
+                store.clone(),
+                nats.url().into(),
+                root.clone(),
+            ));
+        }
+        // Let the new worker take its share (one lease period).
+        tokio::time::sleep(LEASE_TTL * 2).await;
+        let rate = throughput(&bus, &meshes, seconds).await?;
+        println!(
+            "light command end to end, {count} worker(s): {rate:.1} commands/s ({:.1}% of the lower raw limit)",
+            100.0 * rate / raw_js.min(raw_db)
+        );
+    }
+    for cluster in world.clusters() {
+        cluster.faults().set_latency(Duration::from_millis(20));
+    }
+    let mut io_rates = Vec::new();
+    for count in [1usize, 2] {
+        while workers.len() > count {
+            if let Some(worker) = workers.pop() {
+                worker.kill();
+            }
+        }
+        tokio::time::sleep(LEASE_TTL * 2).await;
+        let rate = throughput(&bus, &meshes, seconds).await?;
+        println!("I/O-bound command (20 ms API latency), {count} worker(s): {rate:.1} commands/s");
+        io_rates.push(rate);
+        if count == 1 {
+            workers.push(ThreadWorker::start(
+                "w2b".into(),
+                store.clone(),
+                nats.url().into(),
+                root.clone(),
+            ));
+        }
+    }
+    if let [one, two] = io_rates[..] {
+        println!("I/O-bound scaling, 2 workers vs 1: {:.2}x", two / one);
+    }
+    for cluster in world.clusters() {
+        cluster.faults().set_latency(Duration::ZERO);
+    }
+
+    // Failover: kill the worker owning a mesh's partition; time until that mesh accepts a command.
+    let cycles = 8;
+    let mut takeovers = Vec::new();
+    for cycle in 0..cycles {
+        while workers.len() < 2 {
+            let name = format!("wf{cycle}-{}", workers.len());
+            workers.push(ThreadWorker::start(
+                name,
+                store.clone(),
+                nats.url().into(),
+                root.clone(),
+            ));
+        }
+        tokio::time::sleep(LEASE_TTL * 2).await;
+        let mesh = &meshes[cycle % meshes.len()];
+        let partition = partition_of(
+            &tenant(),
+            &MeshName::new(mesh.as_str())?,
+            bus.subjects().partitions(),
+        );
+        let leases = bus.leases(LEASE_TTL).await?;
+        let owner = mesh_bus::lease::Leases::owners(&leases)
+            .await?
+            .into_iter()
+            .find(|l| l.partition == partition)
+            .map(|l| l.worker);
+        let victim = owner
+            .and_then(|owner| workers.iter().position(|w| w.name == owner))
+            .unwrap_or(0);
+        let mut events = bus
+            .subscribe_events(
+                EventFilter::Mesh(tenant(), MeshName::new(mesh.as_str())?),
+                StartAt::New,
+            )
+            .await?;
+        // Kill the partition's owner, then ask the mesh for progress.
+        let killed_at = Instant::now();
+        workers.remove(victim).kill();
+        let command = sampling(mesh, (cycle as f64) + 0.5)?;
+        bus.publish_command(&command).await?;
+        loop {
+            let record = tokio::time::timeout(Duration::from_secs(60), events.next())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("event stream ended"))??;
+            if record.envelope.correlation_id == command.correlation_id
+                && matches!(
+                    record.envelope.body,
+                    Event::CommandAccepted(_) | Event::CommandRejected(_)
+                )
+            {
+                break;
+            }
+        }
+        takeovers.push(killed_at.elapsed());
+    }
+    takeovers.sort();
+    let p50 = takeovers[takeovers.len() / 2];
+    let p99 = takeovers[((takeovers.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)];
+    println!(
+        "failover over {cycles} kills of the probed mesh's owner (lease TTL {:.0} s): p50 {:.2} s, p99 {:.2} s",
+        LEASE_TTL.as_secs_f64(),
+        p50.as_secs_f64(),
+        p99.as_secs_f64()
+    );
+    for worker in workers {
+        worker.kill();
+    }
+    world.stop();
+    Ok(())
+}
