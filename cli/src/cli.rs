@@ -64,6 +64,12 @@ pub enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         ack_wait: std::time::Duration,
     },
+    /// Show the workers sharing the partitions: their partitions, lease epochs, heartbeats.
+    Workers {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Write a new secret key file (mode 0600) and exit.

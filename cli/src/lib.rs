@@ -6,6 +6,7 @@
 //!   environment variables and command-line flags, in that order of precedence (last wins).
 //! - [`cli`]: the clap command line.
 //! - [`serve`]: the all-in-one role — database, bus and HTTP API in one process.
+//! - [`workers_status`]: `meshd workers`, who owns which partition.
 //! - [`worker_role`]: `meshd worker`, one of several processes sharing the partitions.
 //! - [`setup`]: what every role needs first: the secret key, the store, the bus.
 //! - [`local_token`]: the admin token written to `meshd.token` on a first start of the embedded
@@ -24,3 +25,4 @@ pub mod serve;
 pub mod setup;
 pub mod sim;
 pub mod worker_role;
+pub mod workers_status;

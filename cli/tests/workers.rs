@@ -357,6 +357,18 @@ async fn killed_workers_lose_nothing_and_apply_nothing_twice() {
         "{outcomes:?}"
     );
 
+    // `meshd workers` reports who owns what.
+    let status = Command::new(MESHD)
+        .args(["workers", "--json", "--nats-url", nats.url()])
+        .env("MESHD_BUS__ROOT", &root)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let owned = report["partitions"].as_array().unwrap().len();
+    assert_eq!(owned, 32, "every partition has an owner: {report}");
+    assert!(report["workers"].as_array().unwrap().len() >= 3, "{report}");
+
     // A clean stop hands partitions over and exits 0.
     for worker in &mut workers {
         assert!(worker.terminate(), "SIGTERM ends a worker cleanly");

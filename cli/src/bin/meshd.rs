@@ -31,6 +31,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lease_ttl,
             ack_wait,
         } => mesh_cli::worker_role::run_worker(config, worker_id, lease_ttl, ack_wait).await,
+        Command::Workers { json } => mesh_cli::workers_status::print_workers(&config, json).await,
         Command::Migrate => {
             let target = config.database()?;
             let applied = tokio::task::spawn_blocking(move || target.migrate()).await??;
