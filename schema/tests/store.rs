@@ -476,7 +476,10 @@ async fn flows_and_tasks_record_every_transition(h: Harness) {
         store.list_orphaned_flows(stale_before).await.unwrap().len(),
         2
     );
-    store.heartbeat_flow(flow.id, "worker-1").await.unwrap();
+    store
+        .heartbeat_flow(flow.id, "worker-1", None)
+        .await
+        .unwrap();
     let orphans = store.list_orphaned_flows(stale_before).await.unwrap();
     assert_eq!(
         orphans.iter().map(|f| f.id).collect::<Vec<_>>(),
@@ -508,7 +511,7 @@ async fn flows_and_tasks_record_every_transition(h: Harness) {
         .collect();
     assert_eq!(listed, [second.id, flow.id], "newest first");
     assert!(store.get_flow(999_999).await.unwrap().is_none());
-    assert!(store.heartbeat_flow(999_999, "w").await.is_err());
+    assert!(store.heartbeat_flow(999_999, "w", None).await.is_err());
 }
 
 fn event(id: &str, mesh: &str, kind: &str) -> NewEvent {
@@ -755,7 +758,14 @@ async fn flow_and_task_writes_of_a_stale_owner_are_refused(h: Harness) {
         .await
         .unwrap_err();
     assert!(matches!(stale_task, StoreError::Fenced { .. }));
-    assert_eq!(store.fenced_write_count(), before + 2);
+    assert!(matches!(
+        store
+            .heartbeat_flow(flow.id, "old-owner", Some(4))
+            .await
+            .unwrap_err(),
+        StoreError::Fenced { .. }
+    ));
+    assert_eq!(store.fenced_write_count(), before + 3);
     assert_eq!(
         store.get_flow(flow.id).await.unwrap().unwrap().status,
         "Pending",

@@ -44,7 +44,7 @@ impl Default for RunnerConfig {
     fn default() -> Self {
         Self {
             wait_timeout: Duration::from_secs(300),
-            attempts: 5,
+            attempts: 10,
             backoff: Duration::from_millis(500),
             heartbeat: Duration::from_secs(5),
             processor: "meshd".into(),
@@ -313,12 +313,13 @@ impl FlowRunner {
     fn start_heartbeat(&self, flow_id: i64) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         let processor = self.config.processor.clone();
+        let epoch = self.config.epoch;
         let period = self.config.heartbeat;
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
             loop {
                 ticker.tick().await;
-                if let Err(error) = store.heartbeat_flow(flow_id, &processor).await {
+                if let Err(error) = store.heartbeat_flow(flow_id, &processor, Some(epoch)).await {
                     tracing::warn!(%error, flow = flow_id, "heartbeat not recorded");
                 }
             }

@@ -214,9 +214,21 @@ impl Store {
     }
 
     /// Records that `processor` is alive and running the flow.
-    pub async fn heartbeat_flow(&self, id: i64, processor: &str) -> Result<(), StoreError> {
+    ///
+    /// With `fence_epoch`, a heartbeat from an owner older than the mesh's is refused, so a worker
+    /// that lost its lease cannot keep claiming the flow.
+    pub async fn heartbeat_flow(
+        &self,
+        id: i64,
+        processor: &str,
+        fence_epoch: Option<i64>,
+    ) -> Result<(), StoreError> {
         let processor = processor.to_owned();
         self.run("heartbeat flow", move |conn| {
+            if let Some(epoch) = fence_epoch {
+                let mesh = load_flow(conn, id)?.mesh_name;
+                super::check_fence(conn, &mesh, epoch)?;
+            }
             let changed = diesel::update(flow::table.find(id))
                 .set((
                     flow::processor.eq(&processor),
