@@ -92,6 +92,18 @@ impl Ownership {
     }
 
     async fn tick(&mut self) -> Result<(), ActorError> {
+        // A partition whose actors stopped on their own (their command stream ended) is given
+        // back, so it is claimed again with a fresh subscription.
+        let dead: Vec<u32> = self
+            .owned
+            .iter()
+            .filter(|(_, owned)| !owned.owner.connected())
+            .map(|(partition, _)| *partition)
+            .collect();
+        for partition in dead {
+            tracing::warn!(worker = %self.worker_id, partition, "partition actors stopped; giving the partition back");
+            self.hand_over(partition).await;
+        }
         let owned: Vec<u32> = self.owned.keys().copied().collect();
         self.leases.announce(&self.worker_id, &owned).await?;
         self.renew_all().await;

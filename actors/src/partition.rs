@@ -67,8 +67,15 @@ impl StreamHandler<Result<Delivery, BusError>> for PartitionOwner {
         }
     }
 
-    fn finished(&mut self, _ctx: &mut Context<Self>) {
-        tracing::warn!("command stream ended");
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        // The subscription is gone (e.g. the server restarted and the consumer did not survive):
+        // stop, so the ownership loop notices, gives the partition back and it is claimed afresh.
+        tracing::warn!("command stream ended; stopping the partition's actors");
+        for actor in self.meshes.values() {
+            actor.do_send(StopMesh);
+        }
+        self.meshes.clear();
+        ctx.stop();
     }
 }
 

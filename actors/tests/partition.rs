@@ -4,15 +4,15 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mesh_actors::flow::RunnerConfig;
-use mesh_actors::{Worker, WorkerConfig};
 use mesh_bus::command::{ClusterSpec, CreateMesh};
 use mesh_bus::{Bus, BusConfig, CommandEnvelope, NatsBus};
-use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId, VersionCatalog};
+use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId};
 use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store, TenantScope};
 use tokio::net::{TcpListener, TcpStream};
@@ -77,49 +77,6 @@ impl CuttableProxy {
     }
 }
 
-fn spawn_worker(
-    name: &str,
-    store: Store,
-    nats_url: String,
-    root: String,
-) -> tokio::sync::oneshot::Sender<()> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (ready, is_ready) = std::sync::mpsc::channel();
-    let name = name.to_owned();
-    std::thread::spawn(move || {
-        actix_rt::System::new().block_on(async move {
-            let nats = NatsBus::connect(&nats_url, BusConfig::with_root(root))
-                .await
-                .unwrap();
-            let leases = Arc::new(nats.leases(Duration::from_secs(2)).await.unwrap());
-            let bus: Arc<dyn Bus> = Arc::new(nats);
-            let config = WorkerConfig {
-                runner: RunnerConfig {
-                    processor: name,
-                    wait_timeout: Duration::from_secs(20),
-                    backoff: Duration::from_millis(100),
-                    heartbeat: Duration::from_millis(200),
-                    attempts: 40,
-                    ..RunnerConfig::default()
-                },
-            };
-            let _worker = Worker::start_with_leases(
-                config,
-                store,
-                bus,
-                leases,
-                Arc::new(VersionCatalog::builtin()),
-            )
-            .await
-            .unwrap();
-            ready.send(()).unwrap();
-            let _ = stopped.await;
-        });
-    });
-    is_ready.recv().unwrap();
-    stop
-}
-
 #[actix_rt::test]
 async fn a_worker_cut_off_from_nats_is_replaced_and_its_late_writes_are_refused() {
     let nats = mesh_testkit::nats::NatsServer::start();
@@ -155,7 +112,7 @@ async fn a_worker_cut_off_from_nats_is_replaced_and_its_late_writes_are_refused(
         .await
         .unwrap();
     let root = mesh_testkit::nats::unique_root();
-    let _a = spawn_worker("cut-off", store_a.clone(), proxy.url(), root.clone());
+    let _a = support::spawn_worker("cut-off", store_a.clone(), proxy.url(), root.clone());
     let publisher = NatsBus::connect(nats.url(), BusConfig::with_root(root.clone()))
         .await
         .unwrap();
@@ -208,7 +165,7 @@ async fn a_worker_cut_off_from_nats_is_replaced_and_its_late_writes_are_refused(
         .unwrap()
         .owner_epoch;
     proxy.cut();
-    let _b = spawn_worker("successor", store_b.clone(), nats.url().to_owned(), root);
+    let _b = support::spawn_worker("successor", store_b.clone(), nats.url().to_owned(), root);
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

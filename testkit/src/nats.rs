@@ -115,6 +115,36 @@ impl NatsServer {
         self.process.is_some()
     }
 
+    /// A private server of this test's own, even when a shared one is configured (for tests that
+    /// stop and restart it).
+    pub fn start_private() -> Self {
+        let spawned = find_binary()
+            .map_err(|e| e.to_string())
+            .and_then(|binary| spawn(&binary));
+        match spawned {
+            Ok(server) => server,
+            Err(error) => panic!("a private nats-server is needed for this test: {error}"),
+        }
+    }
+
+    /// Restarts a private server on the same port with the same data (a server restart as
+    /// clients see it). Does nothing for the shared server.
+    pub fn restart(&mut self) {
+        let port: u16 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("invariant: the url ends with the port");
+        if let Some(process) = self.process.as_mut() {
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+            let binary = find_binary().unwrap_or_else(|e| panic!("{e}"));
+            process.child = run_server(&binary, port, process._storage.path())
+                .unwrap_or_else(|e| panic!("nats-server did not restart: {e}"));
+        }
+    }
+
     /// Kills a private server now, as a crash would (the shared server is left alone). For tests
     /// of what clients do when the server goes away.
     pub fn kill(&mut self) {
@@ -173,12 +203,29 @@ fn spawn(binary: &Path) -> Result<NatsServer, String> {
         .prefix("mesh-nats-")
         .tempdir()
         .map_err(|e| format!("cannot create a storage directory: {e}"))?;
-    let log_path = storage.path().join("nats-server.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    let child = run_server(binary, port, storage.path())?;
+    Ok(NatsServer {
+        url: format!("nats://{}", SocketAddr::from(([127, 0, 0, 1], port))),
+        process: Some(Process {
+            child,
+            _storage: storage,
+        }),
+    })
+}
+
+/// Starts nats-server with JetStream on `port` keeping its data in `storage`; returns once it
+/// accepts connections.
+fn run_server(binary: &Path, port: u16, storage: &Path) -> Result<Child, String> {
+    let log_path = storage.join("nats-server.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| e.to_string())?;
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
     let mut child = Command::new(binary)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(storage.path())
+        .arg(storage)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -203,13 +250,7 @@ fn spawn(binary: &Path) -> Result<NatsServer, String> {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    Ok(NatsServer {
-        url: format!("nats://{address}"),
-        process: Some(Process {
-            child,
-            _storage: storage,
-        }),
-    })
+    Ok(child)
 }
 
 /// The last lines of the server's log, for error messages.
