@@ -13,6 +13,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -22,7 +24,6 @@ use mesh_actors::flow::RunnerConfig;
 use mesh_actors::{Worker, WorkerConfig};
 use mesh_bus::{Bus, BusConfig, NatsBus};
 use mesh_core::VersionCatalog;
-use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store, TenantScope};
 use mesh_sim::World;
 use mesh_testkit::nats::{NatsServer, unique_root};
@@ -151,21 +152,7 @@ async fn a_python_client_creates_a_multi_primary_mesh_and_follows_its_events_unt
         .start()
         .await
         .unwrap();
-    for cluster in world.clusters() {
-        store
-            .register_cluster(RegisterCluster {
-                tenant_id: TENANT.into(),
-                name: cluster.name().into(),
-                region: "sim".into(),
-                server: cluster.url(),
-                auth_kind: "token".into(),
-                kubeconfig: cluster.kubeconfig_yaml(),
-                status: "Reachable".into(),
-                status_message: String::new(),
-            })
-            .await
-            .unwrap();
-    }
+    support::register_world(&store, &world, TENANT).await;
     let config = WorkerConfig {
         runner: RunnerConfig {
             wait_timeout: Duration::from_secs(10),

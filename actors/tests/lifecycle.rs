@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,6 @@ use mesh_bus::command::{ClusterSpec, CreateMesh, DeleteMesh, SetTraceSampling};
 use mesh_bus::{Bus, BusConfig, CommandEnvelope, Event, EventFilter, LocalBus, NatsBus, StartAt};
 use mesh_core::plan::managed_kinds;
 use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId, VersionCatalog};
-use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store, TenantScope};
 use mesh_sim::World;
 use mesh_testkit::mariadb::TestDatabase;
@@ -60,21 +61,7 @@ async fn setup(clusters: usize, mariadb: bool, nats: bool) -> Setup {
         .start()
         .await
         .unwrap();
-    for cluster in world.clusters() {
-        store
-            .register_cluster(RegisterCluster {
-                tenant_id: "acme".into(),
-                name: cluster.name().into(),
-                region: "sim".into(),
-                server: cluster.url(),
-                auth_kind: "token".into(),
-                kubeconfig: cluster.kubeconfig_yaml(),
-                status: "Reachable".into(),
-                status_message: String::new(),
-            })
-            .await
-            .unwrap();
-    }
+    support::register_world(&store, &world, "acme").await;
     let config = WorkerConfig {
         runner: RunnerConfig {
             wait_timeout: Duration::from_secs(10),
@@ -650,60 +637,6 @@ async fn a_refused_cluster_stalls_the_install_visibly_and_clearing_the_fault_let
     );
 }
 
-/// Runs a worker in its own actix System on its own thread; dropping the handle kills it
-/// abruptly (its runtime and every task on it are dropped, as when the process dies).
-struct ThreadWorker {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ThreadWorker {
-    fn start(name: &str, store: Store, nats_url: String, root: String) -> Self {
-        let name = name.to_owned();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, is_ready) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let bus: Arc<dyn Bus> = Arc::new(
-                    NatsBus::connect(&nats_url, BusConfig::with_root(root))
-                        .await
-                        .unwrap(),
-                );
-                let config = WorkerConfig {
-                    runner: RunnerConfig {
-                        wait_timeout: Duration::from_secs(10),
-                        backoff: Duration::from_millis(100),
-                        attempts: 40,
-                        heartbeat: Duration::from_millis(300),
-                        processor: name,
-                        ..RunnerConfig::default()
-                    },
-                };
-                let _worker =
-                    Worker::start(config, store, bus, Arc::new(VersionCatalog::builtin()))
-                        .await
-                        .unwrap();
-                ready.send(()).unwrap();
-                let _ = stopped.await;
-            });
-        });
-        is_ready.recv().unwrap();
-        Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn kill(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
 #[actix_rt::test]
 async fn a_worker_killed_mid_install_is_replaced_and_the_install_converges_once() {
     let nats = mesh_testkit::nats::NatsServer::start();
@@ -725,22 +658,8 @@ async fn a_worker_killed_mid_install_is_replaced_and_the_install_converges_once(
         .start()
         .await
         .unwrap();
-    for cluster in world.clusters() {
-        store
-            .register_cluster(RegisterCluster {
-                tenant_id: "acme".into(),
-                name: cluster.name().into(),
-                region: "sim".into(),
-                server: cluster.url(),
-                auth_kind: "token".into(),
-                kubeconfig: cluster.kubeconfig_yaml(),
-                status: "Reachable".into(),
-                status_message: String::new(),
-            })
-            .await
-            .unwrap();
-    }
-    let first = ThreadWorker::start("first", store.clone(), nats.url().to_owned(), root.clone());
+    support::register_world(&store, &world, "acme").await;
+    let first = support::spawn_worker("first", store.clone(), nats.url().to_owned(), root.clone());
     let publisher = NatsBus::connect(nats.url(), BusConfig::with_root(root.clone()))
         .await
         .unwrap();
@@ -796,7 +715,7 @@ async fn a_worker_killed_mid_install_is_replaced_and_the_install_converges_once(
     );
 
     // A new worker takes the partition over once the dead worker's lease expires, and resumes.
-    let second = ThreadWorker::start("second", store.clone(), nats.url().to_owned(), root);
+    let second = support::spawn_worker("second", store.clone(), nats.url().to_owned(), root);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         assert!(

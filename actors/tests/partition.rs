@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use mesh_bus::command::{ClusterSpec, CreateMesh};
 use mesh_bus::{Bus, BusConfig, CommandEnvelope, NatsBus};
 use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId};
-use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store, TenantScope};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -98,19 +97,7 @@ async fn a_worker_cut_off_from_nats_is_replaced_and_its_late_writes_are_refused(
         .await
         .unwrap();
     let cluster = world.cluster(0);
-    store_a
-        .register_cluster(RegisterCluster {
-            tenant_id: "acme".into(),
-            name: cluster.name().into(),
-            region: "sim".into(),
-            server: cluster.url(),
-            auth_kind: "token".into(),
-            kubeconfig: cluster.kubeconfig_yaml(),
-            status: "Reachable".into(),
-            status_message: String::new(),
-        })
-        .await
-        .unwrap();
+    support::register_world(&store_a, &world, "acme").await;
     let root = mesh_testkit::nats::unique_root();
     let _a = support::spawn_worker("cut-off", store_a.clone(), proxy.url(), root.clone());
     let publisher = NatsBus::connect(nats.url(), BusConfig::with_root(root.clone()))

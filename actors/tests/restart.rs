@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use mesh_bus::command::{ClusterSpec, CreateMesh, SamplingPercent, SetTraceSampling};
 use mesh_bus::{Bus, BusConfig, CommandEnvelope, NatsBus};
 use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId};
-use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store, TenantScope};
 
 async fn wait_for_flow(store: &Store, flow_id: i64, timeout: Duration) {
@@ -48,21 +47,9 @@ async fn a_nats_restart_in_the_middle_of_a_flow_loses_nothing() {
         .start()
         .await
         .unwrap();
+    support::register_world(&store, &world, "acme").await;
     let mut members = Vec::new();
     for cluster in world.clusters() {
-        store
-            .register_cluster(RegisterCluster {
-                tenant_id: "acme".into(),
-                name: cluster.name().into(),
-                region: "sim".into(),
-                server: cluster.url(),
-                auth_kind: "token".into(),
-                kubeconfig: cluster.kubeconfig_yaml(),
-                status: "Reachable".into(),
-                status_message: String::new(),
-            })
-            .await
-            .unwrap();
         members.push(ClusterSpec {
             name: ClusterName::new(cluster.name()).unwrap(),
             role: ClusterRole::Master,
