@@ -9,6 +9,8 @@
 //! - [`spec`]: the desired state of a mesh (members, roles, networks, config) and its validation.
 //! - [`plan`]: the Kubernetes objects each member cluster must hold, derived from a spec; the
 //!   "plan" stage of observe → validate → plan → apply → record.
+//! - [`resources`]: the Istio resources tenants manage (VirtualService, DestinationRule, …):
+//!   kinds, normalisation, validation against the CRD schemas, diffs, target clusters.
 //! - [`pki`]: the mesh's root CA and the per-cluster intermediate CAs istiod plugs in.
 //!
 //! Nothing here touches the network, a database or a clock (callers pass the time in); the other
@@ -20,6 +22,7 @@ pub mod mode;
 pub mod names;
 pub mod pki;
 pub mod plan;
+pub mod resources;
 pub mod spec;
 
 pub use catalog::{CatalogError, IstioVersion, VersionCatalog};
