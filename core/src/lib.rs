@@ -12,6 +12,7 @@
 //! - [`resources`]: the Istio resources tenants manage (VirtualService, DestinationRule, …):
 //!   kinds, normalisation, validation against the CRD schemas, diffs, target clusters.
 //! - [`pki`]: the mesh's root CA and the per-cluster intermediate CAs istiod plugs in.
+//! - [`upgrade`]: upgrade and rollback rules (version steps, batches, health gates, pre-checks).
 //!
 //! Nothing here touches the network, a database or a clock (callers pass the time in); the other
 //! crates bring the I/O. Key generation draws on the operating system's randomness.
@@ -24,6 +25,7 @@ pub mod pki;
 pub mod plan;
 pub mod resources;
 pub mod spec;
+pub mod upgrade;
 
 pub use catalog::{CatalogError, IstioVersion, VersionCatalog};
 pub use flow::{CommandStatus, FlowStatus, TaskStatus};
