@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use mesh_core::upgrade::CanaryOptions;
 use mesh_core::{ClusterName, ClusterRole, IstioVersion, MeshMode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -243,11 +244,12 @@ pub struct RemoveCluster {
 impl Validate for RemoveCluster {}
 
 /// How an upgrade replaces the control plane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpgradeStrategy {
     /// A new revision beside the old one; workloads move over and the operator confirms or
     /// rolls back.
+    #[default]
     Canary,
     /// Replace the control plane in place, one minor version at a time.
     InPlace,
@@ -258,13 +260,24 @@ pub enum UpgradeStrategy {
 pub struct UpgradeMesh {
     /// The target Istio version.
     pub version: String,
-    /// How to get there.
+    /// How to get there (canary when absent).
+    #[serde(default)]
     pub strategy: UpgradeStrategy,
+    /// Batches, pause and health thresholds of a canary upgrade; defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryOptions>,
 }
 
 impl Validate for UpgradeMesh {
     fn validate(&self) -> Result<(), InvalidMessage> {
-        check_version("UpgradeMesh", &self.version)
+        check_version("UpgradeMesh", &self.version)?;
+        if let Some(options) = &self.canary {
+            let problems = options.problems();
+            if !problems.is_empty() {
+                return Err(InvalidMessage::new("UpgradeMesh", problems.join("; ")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -420,10 +433,50 @@ mod tests {
     }
 
     #[test]
+    fn upgrade_payloads_without_options_still_decode_with_defaults() {
+        let old = Command::decode(
+            "UpgradeMesh",
+            1,
+            json!({"version": "1.30.3", "strategy": "canary"}),
+        )
+        .expect("decode");
+        let Command::UpgradeMesh(old) = old else {
+            panic!("kind")
+        };
+        assert_eq!(old.canary, None);
+        let bare = Command::decode("UpgradeMesh", 1, json!({"version": "1.30.3"})).expect("decode");
+        let Command::UpgradeMesh(bare) = bare else {
+            panic!("kind")
+        };
+        assert_eq!(bare.strategy, UpgradeStrategy::Canary);
+        let with = Command::decode(
+            "UpgradeMesh",
+            1,
+            json!({"version": "1.30.3", "canary": {"batchSize": 3, "maxErrorRatio": 0.1}}),
+        )
+        .expect("decode");
+        let Command::UpgradeMesh(with) = with else {
+            panic!("kind")
+        };
+        let options = with.canary.expect("options");
+        assert_eq!((options.batch_size, options.max_error_ratio), (3, 0.1));
+        assert_eq!(options.pause_seconds, 0);
+        assert!(
+            Command::decode(
+                "UpgradeMesh",
+                1,
+                json!({"version": "1.30.3", "canary": {"batchSize": 0}})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn wire_names_of_enums_are_kebab_case() {
         let upgrade = UpgradeMesh {
             version: "1.31.0".into(),
             strategy: UpgradeStrategy::InPlace,
+            canary: None,
         };
         let value = Command::from(upgrade).encode_payload().expect("encode");
         assert_eq!(value, json!({"version": "1.31.0", "strategy": "in-place"}));
@@ -458,6 +511,10 @@ mod tests {
             UpgradeMesh {
                 version: "1.31.0".into(),
                 strategy: UpgradeStrategy::Canary,
+                canary: Some(CanaryOptions {
+                    batch_size: 2,
+                    ..CanaryOptions::default()
+                }),
             }
             .into(),
             CanaryOperate {

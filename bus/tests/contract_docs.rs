@@ -23,6 +23,7 @@ use mesh_bus::nats::PARTITIONS_METADATA_KEY;
 use mesh_bus::{
     BusConfig, Command, CommandEnvelope, Envelope, Event, EventEnvelope, Subjects, partition_of,
 };
+use mesh_core::upgrade::CanaryOptions;
 use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -164,6 +165,13 @@ fn command_examples() -> Vec<CommandEnvelope> {
             UpgradeMesh {
                 version: "1.31.0".into(),
                 strategy: UpgradeStrategy::Canary,
+                canary: Some(CanaryOptions {
+                    batch_size: 2,
+                    pause_seconds: 60,
+                    max_error_ratio: 0.02,
+                    gate_window_seconds: 30,
+                    metrics_urls: Default::default(),
+                }),
             },
         ),
         command(
