@@ -62,6 +62,18 @@ pub enum ActorError {
     /// A message could not be built.
     #[error("invalid message: {0}")]
     Message(String),
+    /// An upgrade step or health gate found the new revision unfit; not retried, the upgrade is
+    /// rolled back.
+    #[error("upgrade stopped in cluster {cluster}: {reason}")]
+    UpgradeStopped {
+        /// The cluster.
+        cluster: String,
+        /// What the gate or step saw.
+        reason: String,
+    },
+    /// Pre-checks found something in the way of an upgrade (the findings, listed).
+    #[error("{0}")]
+    Precheck(String),
 }
 
 impl ActorError {

@@ -569,6 +569,69 @@ impl ClusterOps {
             }))
     }
 
+    /// Restarts every Deployment of `namespace` whose pod template does not yet carry
+    /// `annotation = value` (a rollout, as `kubectl rollout restart` does, but idempotent: the
+    /// same value twice restarts once). Returns the names of all Deployments in the namespace.
+    pub async fn restart_deployments(
+        &self,
+        namespace: &str,
+        annotation: &str,
+        value: &str,
+    ) -> Result<Vec<String>, OpsError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(self.request_error(format!("list Deployments in {namespace}")))?;
+        let mut names = Vec::new();
+        for deployment in list.items {
+            let Some(name) = deployment.metadata.name.clone() else {
+                continue;
+            };
+            let current = deployment
+                .spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(annotation));
+            if current.map(String::as_str) != Some(value) {
+                let patch = serde_json::json!({"spec": {"template": {"metadata": {
+                    "annotations": {annotation: value}
+                }}}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(
+                        self.request_error(format!("restart Deployment {namespace}/{name}")),
+                    )?;
+            }
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    /// Deployments of `namespace` that do not have all their replicas available (or have not
+    /// yet observed their latest generation).
+    pub async fn unavailable_deployments(&self, namespace: &str) -> Result<Vec<String>, OpsError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(self.request_error(format!("list Deployments in {namespace}")))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|d| {
+                let want = d.spec.replicas.unwrap_or(1);
+                let status = d.status.as_ref();
+                let available = status.and_then(|s| s.available_replicas).unwrap_or(0) >= want;
+                let observed = status.and_then(|s| s.observed_generation) >= d.metadata.generation;
+                !(available && observed)
+            })
+            .filter_map(|d| d.metadata.name)
+            .collect())
+    }
+
     /// Reads a ConfigMap's data, `None` when absent.
     pub async fn config_map_data(
         &self,

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, watch};
 #[derive(Debug)]
 pub struct Faults {
     latency_ms: AtomicU64,
+    istiod_crashloop_revision: std::sync::Mutex<Option<String>>,
     error_rate_ppm: AtomicU32,
     deployments_never_ready: AtomicBool,
     istiod_crashloop: AtomicBool,
@@ -26,6 +27,7 @@ impl Default for Faults {
     fn default() -> Self {
         Faults {
             latency_ms: AtomicU64::new(0),
+            istiod_crashloop_revision: std::sync::Mutex::new(None),
             error_rate_ppm: AtomicU32::new(0),
             deployments_never_ready: AtomicBool::new(false),
             istiod_crashloop: AtomicBool::new(false),
@@ -102,6 +104,26 @@ impl Faults {
         self.istiod_crashloop.load(Ordering::Relaxed)
     }
 
+    /// Only the istiod of this revision (its `istio.io/rev` label, e.g. `default-v1-30-3`)
+    /// crash-loops while set, as a broken new release would during a canary upgrade; `None`
+    /// heals.
+    pub fn set_istiod_crashloop_revision(&self, revision: Option<&str>) {
+        if let Ok(mut crashing) = self.istiod_crashloop_revision.lock() {
+            *crashing = revision.map(str::to_owned);
+        }
+        self.flipped();
+    }
+
+    /// Whether the istiod of `revision` crash-loops.
+    pub fn istiod_crashloops(&self, revision: &str) -> bool {
+        self.istiod_crashloop()
+            || self
+                .istiod_crashloop_revision
+                .lock()
+                .ok()
+                .is_some_and(|r| r.as_deref() == Some(revision))
+    }
+
     /// LoadBalancer Services get no address while set.
     pub fn set_lb_never_assigned(&self, on: bool) {
         self.lb_never_assigned.store(on, Ordering::Relaxed);
@@ -116,6 +138,7 @@ impl Faults {
     /// Heal every fault of this struct.
     pub fn reset(&self) {
         self.set_latency(Duration::ZERO);
+        self.set_istiod_crashloop_revision(None);
         self.set_error_rate(0.0);
         self.set_partitioned(false);
         self.set_deployments_never_ready(false);

@@ -11,6 +11,7 @@
 
 pub mod runner;
 mod tasks;
+pub mod upgrade;
 
 use std::fmt;
 
@@ -31,6 +32,14 @@ pub mod defs {
     pub const REMOVE_CLUSTER: &str = "remove-cluster";
     /// Uninstall the mesh from every member and forget it.
     pub const DELETE: &str = "delete";
+    /// Start a canary upgrade: new revision everywhere, namespaces moved in gated batches.
+    pub const UPGRADE_CANARY: &str = "upgrade-canary";
+    /// Keep the canary's new revision and remove the old one.
+    pub const CANARY_CONFIRM: &str = "canary-confirm";
+    /// Go back from a canary to the old revision and remove the new one.
+    pub const CANARY_ROLLBACK: &str = "canary-rollback";
+    /// Upgrade the control plane in place, cluster by cluster.
+    pub const UPGRADE_IN_PLACE: &str = "upgrade-in-place";
 }
 
 /// What one task does.
@@ -70,6 +79,8 @@ pub enum TaskKind {
     Uninstall(ClusterName),
     /// Forget the mesh: its secrets, load-balancer records, its row.
     Forget,
+    /// A step of an upgrade or its rollback.
+    Upgrade(upgrade::UpgradeTask),
 }
 
 impl fmt::Display for TaskKind {
@@ -87,6 +98,7 @@ impl fmt::Display for TaskKind {
             Self::DropMember(c) => write!(f, "drop-member:{c}"),
             Self::Uninstall(c) => write!(f, "uninstall:{c}"),
             Self::Forget => f.write_str("forget"),
+            Self::Upgrade(step) => step.fmt(f),
         }
     }
 }
@@ -118,7 +130,7 @@ impl TaskKind {
             "drop-member" => Self::DropMember(cluster()?),
             "uninstall" => Self::Uninstall(cluster()?),
             "forget" => Self::Forget,
-            _ => return None,
+            _ => return upgrade::UpgradeTask::parse(name).map(Self::Upgrade),
         };
         Some(kind)
     }
@@ -135,6 +147,7 @@ impl TaskKind {
             | Self::DropMember(c) => Some(c),
             Self::Link { holder, .. } | Self::Unlink { holder, .. } => Some(holder),
             Self::Certificates | Self::Verify | Self::Forget => None,
+            Self::Upgrade(step) => step.cluster(),
         }
     }
 }

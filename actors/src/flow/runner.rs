@@ -180,6 +180,10 @@ fn mesh_statuses(def_name: &str) -> (&'static str, &'static str, &'static str) {
     match def_name {
         super::defs::INSTALL => ("Creating", "Running", "Failed"),
         super::defs::DELETE => ("Deleting", "Deleted", "DeleteFailed"),
+        super::defs::UPGRADE_CANARY => ("Upgrading", "Canary", "UpgradeFailed"),
+        super::defs::UPGRADE_IN_PLACE => ("Upgrading", "Running", "UpgradeFailed"),
+        super::defs::CANARY_CONFIRM => ("Upgrading", "Running", "UpgradeFailed"),
+        super::defs::CANARY_ROLLBACK => ("RollingBack", "Running", "UpgradeFailed"),
         _ => ("Updating", "Running", "Failed"),
     }
 }

@@ -44,6 +44,13 @@ pub struct MeshState {
     /// East-west gateway address per cluster.
     #[serde(default)]
     pub gateways: BTreeMap<String, String>,
+    /// The upgrade under way (moving, waiting in canary, confirming or rolling back), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<super::upgrade::UpgradeState>,
+    /// Whether the control plane runs revision-based (after a confirmed canary upgrade), so
+    /// plans name the revision and label namespaces `istio.io/rev`.
+    #[serde(default)]
+    pub revision_based: bool,
 }
 
 impl MeshState {
@@ -63,7 +70,7 @@ pub(crate) struct TaskContext<'a> {
     pub config: &'a RunnerConfig,
 }
 
-fn corrupt(spec: &MeshSpec, reason: impl Into<String>) -> ActorError {
+pub(super) fn corrupt(spec: &MeshSpec, reason: impl Into<String>) -> ActorError {
     ActorError::CorruptState {
         mesh: spec.name.to_string(),
         reason: reason.into(),
@@ -92,6 +99,7 @@ impl TaskContext<'_> {
             TaskKind::DropMember(c) => self.drop_member(c).await,
             TaskKind::Uninstall(c) => self.uninstall(c).await,
             TaskKind::Forget => self.forget().await,
+            TaskKind::Upgrade(step) => self.run_upgrade(step).await,
         }
     }
 
@@ -147,7 +155,7 @@ impl TaskContext<'_> {
         })
     }
 
-    async fn mesh_state(&self) -> Result<MeshState, ActorError> {
+    pub(super) async fn mesh_state(&self) -> Result<MeshState, ActorError> {
         let row = self
             .store
             .get_mesh(&mesh_schema::TenantScope::All, self.spec.name.as_str())
@@ -157,7 +165,24 @@ impl TaskContext<'_> {
     }
 
     async fn plan_for(&self, cluster: &ClusterName) -> Result<Vec<PlannedChange>, ActorError> {
-        let mut inputs = ClusterInputs::new(self.cacerts(cluster).await?);
+        let strategy = if self.mesh_state().await?.revision_based {
+            plan::UpdateStrategy::RevisionBased
+        } else {
+            plan::UpdateStrategy::InPlace
+        };
+        self.plan_with(cluster, self.spec, strategy).await
+    }
+
+    /// The plan of `cluster` for `spec` (whose version may differ from the running one, during
+    /// an upgrade) with `strategy`.
+    pub(super) async fn plan_with(
+        &self,
+        cluster: &ClusterName,
+        spec: &MeshSpec,
+        strategy: plan::UpdateStrategy,
+    ) -> Result<Vec<PlannedChange>, ActorError> {
+        let mut inputs =
+            ClusterInputs::new(self.cacerts(cluster).await?).with_update_strategy(strategy);
         let remote_of_primary = self.spec.mode == MeshMode::PrimaryRemote
             && self
                 .spec
@@ -180,7 +205,7 @@ impl TaskContext<'_> {
             })?;
             inputs = inputs.with_primary_east_west_address(address.clone());
         }
-        Ok(install_plan(self.spec, cluster, &inputs)?)
+        Ok(install_plan(spec, cluster, &inputs)?)
     }
 
     async fn apply_stages(

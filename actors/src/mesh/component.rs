@@ -15,6 +15,8 @@ use mesh_schema::{StoreError, TenantScope};
 
 use crate::error::ActorError;
 use crate::flow::{FlowInput, load_spec};
+
+mod upgrade;
 use crate::flow::{
     FlowRunner, TaskKind, add_cluster_tasks, defs, delete_tasks, install_tasks, reconfigure_tasks,
     remove_cluster_tasks,
@@ -217,8 +219,15 @@ impl MeshComponent {
                 command.mesh
             ));
         }
+        if let Some(reason) = self.blocked_by_upgrade(command).await? {
+            return reject(reason);
+        }
         match &command.body {
             Command::CreateMesh(create) => self.decide_create(command, create, redelivered).await,
+            Command::UpgradeMesh(upgrade) => {
+                self.decide_upgrade(command, upgrade, redelivered).await
+            }
+            Command::CanaryOperate(operate) => self.decide_canary(command, operate.action).await,
             Command::DeleteMesh(_) => {
                 let Some(mesh) = self.visible_mesh(command).await? else {
                     return reject(format!("mesh {} does not exist", command.mesh));
@@ -249,10 +258,6 @@ impl MeshComponent {
                 self.decide_reconfigure(command, move |config| *config = parsed)
                     .await
             }
-            _ => reject(format!(
-                "{} is not supported by this version of mesh-manager yet",
-                command.kind()
-            )),
         }
     }
 

@@ -3,7 +3,8 @@
 //! - A Deployment whose `generation` changes reports `observedGeneration` at once and becomes
 //!   ready (`readyReplicas`, `availableReplicas`, `updatedReplicas`, conditions `Available` and
 //!   `Progressing`) after the cluster's readiness delay — unless the rollout fault holds it, or
-//!   it is istiod (`app=istiod`) and istiod crash-loops (then it also drops to unready).
+//!   it is istiod (`app=istiod`) and istiod crash-loops — every istiod, or the one revision named
+//!   by the fault (then it also drops to unready).
 //! - A Service of type LoadBalancer gets `status.loadBalancer.ingress[0].ip` from the cluster's
 //!   pool unless the LB fault is on.
 //! - A Secret of type `kubernetes.io/service-account-token` gets `data.token` (a token the
@@ -46,8 +47,16 @@ pub(crate) fn resync(shared: &Arc<Shared>, state: &Arc<State>) {
 }
 
 fn held(shared: &Shared, d: &Value) -> bool {
-    shared.faults.deployments_never_ready()
-        || (d["metadata"]["labels"]["app"] == "istiod" && shared.faults.istiod_crashloop())
+    shared.faults.deployments_never_ready() || istiod_crashloops(shared, d)
+}
+
+/// Whether `d` is an istiod whose revision crash-loops (all of them, or one revision).
+fn istiod_crashloops(shared: &Shared, d: &Value) -> bool {
+    let labels = &d["metadata"]["labels"];
+    labels["app"] == "istiod"
+        && shared
+            .faults
+            .istiod_crashloops(labels["istio.io/rev"].as_str().unwrap_or("default"))
 }
 
 fn status_of(d: &Value, ready: bool) -> Value {
@@ -105,7 +114,7 @@ pub(crate) fn deployment(shared: &Arc<Shared>, state: &Arc<State>, d: &Value) {
     if !d["metadata"]["deletionTimestamp"].is_null() {
         return;
     }
-    let crashloop = d["metadata"]["labels"]["app"] == "istiod" && shared.faults.istiod_crashloop();
+    let crashloop = istiod_crashloops(shared, d);
     if is_ready(d) {
         if crashloop {
             let _ = patch_status(shared, &rt, &ns, &name, status_of(d, false));
