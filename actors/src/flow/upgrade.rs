@@ -1132,6 +1132,7 @@ mod tests {
                 "health-gate:r:1",
                 "move-batch:r:2",
                 "health-gate:r:2",
+                "move-gateway:r",
                 "canary-ready",
             ]
         );
