@@ -274,7 +274,38 @@ pub fn validate(resources: &[IstioResource], facts: Option<&ClusterFacts>) -> Ve
     findings.extend(validate_set(resources, facts));
     // A stable sort keeps the object order within each severity.
     findings.sort_by_key(|f| f.severity);
-    findings
+    cap_per_resource(findings)
+}
+
+/// At most this many findings are returned per object by [`validate`]; the rest are counted.
+pub const MAX_FINDINGS_PER_RESOURCE: usize = 100;
+
+/// Keeps the first [`MAX_FINDINGS_PER_RESOURCE`] findings of each object (errors first, as
+/// sorted) and says how many more there were.
+fn cap_per_resource(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut kept = Vec::with_capacity(findings.len().min(1000));
+    let mut counts: std::collections::HashMap<Option<ResourceKey>, usize> = Default::default();
+    for finding in findings {
+        let count = counts.entry(finding.resource.clone()).or_default();
+        *count += 1;
+        if *count <= MAX_FINDINGS_PER_RESOURCE {
+            kept.push(finding);
+        }
+    }
+    let mut dropped: Vec<_> = counts
+        .into_iter()
+        .filter(|(_, n)| *n > MAX_FINDINGS_PER_RESOURCE)
+        .collect();
+    dropped.sort();
+    for (resource, n) in dropped {
+        kept.push(Finding {
+            severity: Severity::Warning,
+            resource,
+            path: String::new(),
+            message: format!("{} more findings not shown", n - MAX_FINDINGS_PER_RESOURCE),
+        });
+    }
+    kept
 }
 
 /// `parent.key`, or `parent[key]` when the key is not a plain identifier (letters, digits, `_`,
@@ -525,6 +556,170 @@ mod tests {
         assert_eq!(subset.after, Some(serde_json::json!("v2")));
         assert!(changes[3].after.is_none() && changes[4].before.is_none());
         assert_ne!(content_hash(&before.body), content_hash(&after.body));
+    }
+
+    /// Objects using much of each kind's API, as Istio's documentation shows them.
+    const RICH_OBJECTS: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews-policy, namespace: shop}
+spec:
+  host: reviews.shop.svc.cluster.local
+  trafficPolicy:
+    loadBalancer:
+      consistentHash:
+        httpCookie: {name: user, ttl: 60s}
+    connectionPool:
+      tcp: {maxConnections: 100, connectTimeout: 30ms, tcpKeepalive: {time: 7200s, interval: 75s}}
+      http: {http2MaxRequests: 1000, maxRequestsPerConnection: 10}
+    outlierDetection: {consecutive5xxErrors: 7, interval: 5m, baseEjectionTime: 15m}
+    tls: {mode: ISTIO_MUTUAL}
+    portLevelSettings:
+    - port: {number: 80}
+      loadBalancer: {simple: LEAST_REQUEST}
+  subsets:
+  - name: testversion
+    labels: {version: v3}
+    trafficPolicy:
+      loadBalancer: {simple: ROUND_ROBIN}
+  exportTo: [".", "istio-system"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-route, namespace: shop, labels: {app.kubernetes.io/name: reviews}}
+spec:
+  hosts: [reviews.shop.svc.cluster.local]
+  http:
+  - name: v2-routes
+    match:
+    - uri: {prefix: /wpcatalog}
+      headers: {end-user: {exact: jason}}
+      queryParams: {debug: {regex: "^(true|1)$"}}
+    rewrite: {uri: /newcatalog}
+    route:
+    - destination: {host: reviews.shop.svc.cluster.local, subset: testversion}
+      headers:
+        request:
+          set: {x-version: v2}
+    retries: {attempts: 3, perTryTimeout: 2s, retryOn: "gateway-error,connect-failure"}
+    timeout: 10s
+    fault:
+      delay: {percentage: {value: 0.1}, fixedDelay: 5s}
+    corsPolicy:
+      allowOrigins: [{exact: "https://example.com"}, {regex: 'https://.*\.example\.com'}]
+      allowMethods: [POST, GET]
+      maxAge: 24h
+    mirror: {host: reviews.shop.svc.cluster.local, subset: testversion}
+    mirrorPercentage: {value: 50.0}
+  - route:
+    - destination: {host: reviews.shop.svc.cluster.local, port: {number: 9080}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: https-gateway, namespace: shop}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["shop/*.example.com"]
+    tls: {mode: SIMPLE, credentialName: example-cert}
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*.example.com"]
+    tls: {httpsRedirect: true}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external-db, namespace: shop}
+spec:
+  hosts: [db.example.internal]
+  addresses: [10.1.2.0/24]
+  ports:
+  - {number: 5432, name: tcp-postgres, protocol: TCP}
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints:
+  - {address: 10.1.2.3, labels: {role: primary}}
+  - {address: 10.1.2.4, ports: {tcp-postgres: 5433}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: shop}
+spec:
+  egress:
+  - hosts: ["./*", "istio-system/*"]
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-1, namespace: shop}
+spec:
+  address: 10.0.0.7
+  labels: {app: reviews, version: v3}
+  serviceAccount: reviews
+  network: vm-network
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: lua-filter, namespace: shop}
+spec:
+  workloadSelector:
+    labels: {app: reviews}
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match:
+      context: SIDECAR_INBOUND
+      listener:
+        filterChain:
+          filter:
+            name: envoy.filters.network.http_connection_manager
+            subFilter: {name: envoy.filters.http.router}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.lua
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+          inlineCode: "function envoy_on_request(handle) end"
+"#;
+
+    #[test]
+    fn objects_using_much_of_the_api_validate_without_errors() {
+        let resources: Vec<IstioResource> = parse_documents(RICH_OBJECTS)
+            .expect("parses")
+            .iter()
+            .map(|doc| normalize(doc, None).expect("normalises"))
+            .collect();
+        assert_eq!(resources.len(), 7);
+        let kinds: std::collections::BTreeSet<_> = resources.iter().map(|r| r.key.kind).collect();
+        assert_eq!(kinds.len(), IstioKind::ALL.len());
+        let findings = validate(&resources, None);
+        assert!(findings.is_empty(), "{findings:#?}");
+    }
+
+    #[test]
+    fn a_large_object_with_many_findings_is_validated_quickly_and_capped() {
+        let route = serde_json::json!({"match": [{"uri": {"prefix": "/a"}, "headers": {"x": {"exact": "y"}}}],
+            "route": [{"destination": {"host": "reviews", "subset": "v1", "port": {"number": 9080}}, "weight": 50},
+                      {"destination": {"host": "reviews", "subset": "v9"}, "weight": 50}],
+            "timeout": "10s", "retries": {"attempts": 3, "perTryTimeout": "2s"}});
+        let http: Vec<serde_json::Value> = (0..1500).map(|_| route.clone()).collect();
+        let body = serde_json::json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "big", "namespace": "default"}, "spec": {"hosts": ["reviews"], "http": http}});
+        let vs = normalize(&body, None).expect("under the size limit");
+        let set = vec![vs, load("destination-rule-all").remove(1)];
+        let started = std::time::Instant::now();
+        let findings = validate(&set, None);
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(findings.len(), MAX_FINDINGS_PER_RESOURCE + 1);
+        assert_eq!(findings[0].path, "spec.http[0].route[1].destination.subset");
+        assert_eq!(
+            findings[MAX_FINDINGS_PER_RESOURCE].message,
+            "1400 more findings not shown"
+        );
     }
 
     #[test]

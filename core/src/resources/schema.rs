@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, LazyLock};
 
 use cel::extractors::This;
@@ -792,16 +793,18 @@ impl Run<'_> {
             let Some(program) = &rule.program else {
                 continue;
             };
-            let outcome = {
+            // An interpreter panic is an interpreter gap like any other, not a verdict.
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 let mut context = rule_context();
                 context.add_variable_from_value("self", self_value.clone());
                 program.execute(&context)
-            };
+            }))
+            .ok();
             let failed = match outcome {
-                Ok(cel::Value::Bool(false)) => true,
+                Some(Ok(cel::Value::Bool(false))) => true,
                 // `duration(self)` fails on a string that is no duration: that is the verdict
                 // the API server gives, and one this module can reach without the interpreter.
-                Err(_) if rule.text.contains("duration(self)") => value
+                Some(Err(_)) if rule.text.contains("duration(self)") => value
                     .as_str()
                     .is_some_and(|s| parse_go_duration(s).is_none()),
                 // Anything else (an error, a non-boolean) is not a verdict.
@@ -814,10 +817,13 @@ impl Run<'_> {
                 .message_expression
                 .as_ref()
                 .and_then(|expression| {
-                    let mut context = rule_context();
-                    context.add_variable_from_value("self", self_value.clone());
-                    match expression.execute(&context) {
-                        Ok(cel::Value::String(s)) if !s.is_empty() => Some(s.to_string()),
+                    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        let mut context = rule_context();
+                        context.add_variable_from_value("self", self_value.clone());
+                        expression.execute(&context)
+                    }));
+                    match outcome {
+                        Ok(Ok(cel::Value::String(s))) if !s.is_empty() => Some(s.to_string()),
                         _ => None,
                     }
                 })
@@ -1192,6 +1198,52 @@ mod tests {
         let findings = validate_schema(&vs(json!({"hosts": ["r"], "http": [
             {"route": [{"destination": {"host": "r"}}], "timeout": "ten seconds"}]})));
         assert_eq!(error_paths(&findings), vec!["spec.http[0].timeout"]);
+    }
+
+    #[test]
+    fn exclusive_fields_and_rules_of_other_kinds_are_enforced() {
+        let dr = resource(
+            "DestinationRule",
+            json!({"host": "r", "trafficPolicy": {"loadBalancer": {
+            "simple": "ROUND_ROBIN", "consistentHash": {"useSourceIp": true}}}}),
+        );
+        let findings = validate_schema(&dr);
+        assert_eq!(
+            error_paths(&findings),
+            vec!["spec.trafficPolicy.loadBalancer"]
+        );
+        assert!(
+            findings[0].message.contains("simple and consistentHash"),
+            "{}",
+            findings[0].message
+        );
+
+        let gw = resource(
+            "Gateway",
+            json!({"selector": {"istio": "ingressgateway"}, "servers": [
+            {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["*"],
+             "tls": {"mode": "SIMPLE", "credentialName": "a", "credentialNames": ["b"]}}]}),
+        );
+        let findings = validate_schema(&gw);
+        assert_eq!(
+            error_paths(&findings),
+            vec!["spec.servers[0].tls"],
+            "{findings:?}"
+        );
+
+        let we = resource("WorkloadEntry", json!({"labels": {"app": "x"}}));
+        let findings = validate_schema(&we);
+        assert_eq!(error_paths(&findings), vec!["spec"], "{findings:?}");
+        assert_eq!(findings[0].message, "Address is required");
+
+        let sidecar = resource(
+            "Sidecar",
+            json!({"egress": [{"hosts": ["./*"], "port": {"number": 5_000_000_000_u64}}]}),
+        );
+        assert_eq!(
+            error_paths(&validate_schema(&sidecar)),
+            vec!["spec.egress[0].port.number"]
+        );
     }
 
     #[test]
