@@ -66,31 +66,17 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, ParseError> {
         });
     }
     let trimmed = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
-    let mut documents = Vec::new();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        // JSON: one object, or an array of objects. A stream of several JSON values is accepted
-        // too, as `kubectl` does.
-        for value in serde_json::Deserializer::from_str(trimmed).into_iter::<Value>() {
-            let value = value.map_err(|e| ParseError::Json(e.to_string()))?;
-            match value {
-                Value::Array(items) => documents.extend(items),
-                other => documents.push(other),
-            }
+    let documents = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        // JSON: one object, an array of objects or a stream of them, as `kubectl` reads them.
+        // YAML in flow style (`{kind: Gateway}`) also starts with a brace: it is tried next, and
+        // the JSON error reported when neither reads.
+        match parse_json(trimmed) {
+            Ok(documents) => documents,
+            Err(json_error) => parse_yaml(text).map_err(|_| json_error)?,
         }
     } else {
-        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let value = Value::deserialize(document).map_err(|e| ParseError::Yaml {
-                document: index + 1,
-                message: e.to_string(),
-            })?;
-            documents.push(value);
-            if documents.len() > MAX_DOCUMENTS {
-                return Err(ParseError::TooManyDocuments {
-                    limit: MAX_DOCUMENTS,
-                });
-            }
-        }
-    }
+        parse_yaml(text)?
+    };
     let mut out = Vec::with_capacity(documents.len());
     for document in documents {
         unfold(document, &mut out)?;
@@ -101,6 +87,34 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, ParseError> {
         }
     }
     Ok(out)
+}
+
+fn parse_json(text: &str) -> Result<Vec<Value>, ParseError> {
+    let mut documents = Vec::new();
+    for value in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+        match value.map_err(|e| ParseError::Json(e.to_string()))? {
+            Value::Array(items) => documents.extend(items),
+            other => documents.push(other),
+        }
+    }
+    Ok(documents)
+}
+
+fn parse_yaml(text: &str) -> Result<Vec<Value>, ParseError> {
+    let mut documents = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = Value::deserialize(document).map_err(|e| ParseError::Yaml {
+            document: index + 1,
+            message: e.to_string(),
+        })?;
+        documents.push(value);
+        if documents.len() > MAX_DOCUMENTS {
+            return Err(ParseError::TooManyDocuments {
+                limit: MAX_DOCUMENTS,
+            });
+        }
+    }
+    Ok(documents)
 }
 
 /// Adds `value` to `out`, skipping empty documents and replacing a list by its items.
@@ -219,16 +233,13 @@ pub fn normalize(
     let Some(object) = value.as_object() else {
         return Err(vec![error(None, "", "an object must be a JSON/YAML map")]);
     };
-    // Checked first so that an oversized object costs one bounded pass and nothing more.
-    let size = serialized_size(value);
-    if size > MAX_RESOURCE_BYTES {
-        return Err(vec![error(
-            None,
-            "",
-            format!(
-                "object is {size} bytes serialised, over the limit of {MAX_RESOURCE_BYTES} bytes"
-            ),
-        )]);
+    // Checked first so that an oversized object costs one counting pass and nothing more. Only
+    // what is kept counts: server fields and kubectl's copy of the object are dropped anyway.
+    if let Some(spec) = object.get("spec") {
+        let size = serialized_size(spec);
+        if size > MAX_RESOURCE_BYTES {
+            return Err(vec![too_large(None, size, "its spec alone ")]);
+        }
     }
 
     let mut findings = Vec::new();
@@ -406,14 +417,27 @@ pub fn normalize(
     body.insert("kind".into(), Value::String(kind.kind().into()));
     body.insert("metadata".into(), Value::Object(meta));
     body.insert("spec".into(), Value::Object(spec.clone()));
-    Ok(IstioResource {
-        key: ResourceKey {
-            kind,
-            namespace,
-            name,
-        },
-        body: Value::Object(body),
-    })
+    let body = Value::Object(body);
+    let key = ResourceKey {
+        kind,
+        namespace,
+        name,
+    };
+    let size = serialized_size(&body);
+    if size > MAX_RESOURCE_BYTES {
+        return Err(vec![too_large(Some(&key), size, "")]);
+    }
+    Ok(IstioResource { key, body })
+}
+
+fn too_large(resource: Option<&ResourceKey>, size: usize, what: &str) -> Finding {
+    error(
+        resource,
+        "",
+        format!(
+            "object is {what}{size} bytes serialised, over the limit of {MAX_RESOURCE_BYTES} bytes"
+        ),
+    )
 }
 
 /// The key findings are about, when the object says enough to name one.
@@ -627,7 +651,46 @@ mod tests {
         assert!(
             findings[0]
                 .message
-                .contains(&serialized_size(&value).to_string())
+                .contains(&serialized_size(&value["spec"]).to_string())
         );
+    }
+
+    #[test]
+    fn size_counts_what_is_kept_not_what_is_dropped() {
+        let padding = "x".repeat(MAX_RESOURCE_BYTES / 2 + 1);
+        let value = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "r", "namespace": "default", "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": padding.clone()}},
+            "spec": {"hosts": [padding.clone()]}, "status": {"x": padding.clone()}});
+        let resource = normalize(&value, None).expect("kept part is under the limit");
+        assert!(serialized_size(&resource.body) <= MAX_RESOURCE_BYTES);
+        let mut value = value;
+        value["metadata"]["annotations"] = json!({"note": padding});
+        let findings = normalize(&value, None).expect_err("kept part is over the limit");
+        assert_eq!(findings[0].path, "");
+        assert!(findings[0].resource.is_some());
+    }
+
+    #[test]
+    fn flow_style_yaml_is_read_even_though_it_starts_with_a_brace() {
+        let docs = parse_documents("{kind: Gateway, metadata: {name: gw}}").expect("yaml");
+        assert_eq!(
+            docs,
+            vec![json!({"kind": "Gateway", "metadata": {"name": "gw"}})]
+        );
+    }
+
+    #[test]
+    fn yaml_alias_bombs_are_refused() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..=9u8 {
+            let prev = (b'a' + level - 1) as char;
+            let this = (b'a' + level) as char;
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            text.push_str(&format!("{this}: &{this} [{refs}]\n"));
+        }
+        let started = Instant::now();
+        assert!(parse_documents(&text).is_err());
+        assert!(started.elapsed().as_secs() < 5);
     }
 }

@@ -104,6 +104,9 @@ pub fn check_wildcard_domain(host: &str) -> Result<(), String> {
         return Err(format!("host name {host:?} is invalid (label {first:?})"));
     }
     let Some(rest) = rest else {
+        if first.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!("host name {host:?} is invalid (all digits)"));
+        }
         return Ok(());
     };
     let labels: Vec<&str> = rest.split('.').collect();
@@ -615,11 +618,19 @@ mod tests {
         let vs = resource(
             "VirtualService",
             "r",
-            json!({"hosts": ["*", "Bad_Host", "*.example.com", "10.0.0.1"],
+            json!({"hosts": ["*", "Bad_Host", "*.example.com", "10.0.0.1", "123", "a.b.c.", "x.42"],
             "http": [{"route": [{"destination": {"host": "r"}}]}]}),
         );
         let paths = error_paths(&validate_semantics(&vs));
-        assert_eq!(paths, vec!["spec.hosts[0]", "spec.hosts[1]"]);
+        assert_eq!(
+            paths,
+            vec![
+                "spec.hosts[0]",
+                "spec.hosts[1]",
+                "spec.hosts[4]",
+                "spec.hosts[6]"
+            ]
+        );
     }
 
     #[test]
