@@ -9,7 +9,6 @@
 //! is skipped, never reported: an interpreter gap must not refuse a valid object.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, LazyLock};
 
@@ -1041,12 +1040,10 @@ fn check_label_value(value: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        let mut reason = String::new();
-        let _ = write!(
-            reason,
+        Err(
             "must consist of alphanumerics, '-', '_' or '.', starting and ending alphanumeric"
-        );
-        Err(reason)
+                .into(),
+        )
     }
 }
 

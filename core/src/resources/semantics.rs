@@ -391,8 +391,19 @@ fn destination_rule(out: &mut Out<'_>, spec: &Value) {
 }
 
 /// Protocols a gateway server port may name (case-insensitive).
-const GATEWAY_PROTOCOLS: [&str; 10] = [
-    "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "MYSQL", "REDIS", "TCP", "TLS",
+const GATEWAY_PROTOCOLS: [&str; 12] = [
+    "HTTP",
+    "HTTPS",
+    "GRPC",
+    "GRPC-WEB",
+    "HTTP2",
+    "HTTP_PROXY",
+    "MONGO",
+    "MYSQL",
+    "REDIS",
+    "TCP",
+    "TLS",
+    "UDP",
 ];
 
 fn gateway(out: &mut Out<'_>, spec: &Value) {
