@@ -722,6 +722,60 @@ spec:
         );
     }
 
+    /// Every path of `value` (objects and arrays included), as JSON pointers.
+    fn pointers(value: &serde_json::Value, at: String, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let child = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                    out.push(child.clone());
+                    pointers(v, child, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let child = format!("{at}/{i}");
+                    out.push(child.clone());
+                    pointers(v, child, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn any_field_of_any_type_gives_findings_never_a_panic() {
+        let resources: Vec<IstioResource> = parse_documents(RICH_OBJECTS)
+            .expect("parses")
+            .iter()
+            .map(|doc| normalize(doc, None).expect("normalises"))
+            .collect();
+        let replacements = [
+            serde_json::Value::Null,
+            serde_json::json!(-1),
+            serde_json::json!(1.5),
+            serde_json::json!("x"),
+            serde_json::json!([{}]),
+            serde_json::json!({"unknown": []}),
+        ];
+        let mut validated = 0;
+        for resource in &resources {
+            let mut paths = Vec::new();
+            pointers(&resource.body["spec"], "/spec".into(), &mut paths);
+            for path in paths {
+                for replacement in &replacements {
+                    let mut changed = resource.clone();
+                    *changed.body.pointer_mut(&path).expect("path exists") = replacement.clone();
+                    for finding in validate(std::slice::from_ref(&changed), None) {
+                        assert!(!finding.message.is_empty());
+                    }
+                    validated += 1;
+                }
+            }
+        }
+        assert!(validated > 500, "{validated}");
+    }
+
     #[test]
     fn child_paths_bracket_keys_that_are_not_identifiers() {
         assert_eq!(child_path("", "spec"), "spec");

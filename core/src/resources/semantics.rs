@@ -264,6 +264,30 @@ fn http_route(out: &mut Out<'_>, route: &Value, path: &str) {
             string_match(out, origin, &index_path(&origins_path, i));
         }
     }
+    // Percentages Istio accepts: 0, or 0.0001 up to 100.
+    for (value, path) in [
+        (
+            &route["mirrorPercentage"]["value"],
+            child_path(&child_path(path, "mirrorPercentage"), "value"),
+        ),
+        (
+            &route["fault"]["delay"]["percentage"]["value"],
+            format!("{path}.fault.delay.percentage.value"),
+        ),
+        (
+            &route["fault"]["abort"]["percentage"]["value"],
+            format!("{path}.fault.abort.percentage.value"),
+        ),
+    ] {
+        if let Some(percent) = value.as_f64()
+            && (!(0.0..=100.0).contains(&percent) || (percent > 0.0 && percent < 0.0001))
+        {
+            out.error(
+                path,
+                format!("percentage {percent} is neither 0 nor in the range 0.0001..100"),
+            );
+        }
+    }
     if let Some(regex) = route["rewrite"]["uriRegexRewrite"]["match"].as_str() {
         let regex_path = child_path(
             &child_path(&child_path(path, "rewrite"), "uriRegexRewrite"),
@@ -660,6 +684,26 @@ mod tests {
             json!({"gateways": ["gw"], "http": [{"route": [{"destination": {"host": "r"}}]}]}),
         );
         assert_eq!(error_paths(&validate_semantics(&bound))[0], "spec.hosts");
+    }
+
+    #[test]
+    fn percentages_outside_zero_to_a_hundred_are_errors() {
+        let vs = resource(
+            "VirtualService",
+            "r",
+            json!({"hosts": ["r"], "http": [{
+            "route": [{"destination": {"host": "r"}}],
+            "mirror": {"host": "m"}, "mirrorPercentage": {"value": -1.0},
+            "fault": {"abort": {"httpStatus": 503, "percentage": {"value": 100.5}},
+                      "delay": {"fixedDelay": "1s", "percentage": {"value": 0.5}}}}]}),
+        );
+        assert_eq!(
+            error_paths(&validate_semantics(&vs)),
+            vec![
+                "spec.http[0].mirrorPercentage.value",
+                "spec.http[0].fault.abort.percentage.value"
+            ]
+        );
     }
 
     #[test]
