@@ -1309,6 +1309,51 @@ mod tests {
     }
 
     #[test]
+    fn every_structural_keyword_is_enforced() {
+        let schema = json!({"type": "object", "properties": {
+            "port": {"x-kubernetes-int-or-string": true},
+            "labels": {"type": "object", "maxProperties": 2,
+                "additionalProperties": {"type": "string", "maxLength": 3}},
+            "name": {"type": "string", "minLength": 2, "pattern": "^[a-z]+$"},
+            "list": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "integer", "format": "uint32"}},
+            "ratio": {"type": "number", "minimum": 0, "maximum": 1},
+            "maybe": {"type": "string", "nullable": true},
+            "flag": {"type": "boolean"},
+            "either": {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+                "anyOf": [{"required": ["a"]}, {"required": ["b"]}]},
+            "neither": {"type": "object", "properties": {"a": {"type": "string"}},
+                "not": {"required": ["a"]}}
+        }});
+        let set = SchemaSet::from_crds(&crds_with(&schema)).expect("schemas");
+        let good = json!({"port": "http", "labels": {"a": "abc"}, "name": "ok", "list": [0, 4294967295_u64],
+            "ratio": 0.5, "maybe": null, "flag": true, "either": {"b": "x"}, "neither": {}});
+        assert!(set.validate(&vs(good)).is_empty());
+        let bad = json!({"port": 1.5, "labels": {"a": "abcd", "b": "", "c": ""}, "name": "A",
+            "list": [-1, 1, 2], "ratio": 2, "flag": "yes", "either": {}, "neither": {"a": "x"}});
+        let findings = set.validate(&vs(bad));
+        let found: Vec<_> = findings.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            found,
+            vec![
+                "spec.either",
+                "spec.flag",
+                "spec.labels.a",
+                "spec.labels",
+                "spec.list[0]",
+                "spec.list",
+                "spec.name",
+                "spec.name",
+                "spec.neither",
+                "spec.port",
+                "spec.ratio",
+            ],
+            "{findings:#?}"
+        );
+        let port = set.validate(&vs(json!({"port": 8080})));
+        assert!(port.is_empty());
+    }
+
+    #[test]
     fn url_helper_reads_the_scheme() {
         let schema = json!({"type": "object", "properties": {"u": {"type": "string",
             "x-kubernetes-validations": [{"rule": "url(self).getScheme() in ['http', 'https']"}]}}});
