@@ -251,6 +251,18 @@ pub fn targets(spec: &MeshSpec) -> Vec<ClusterName> {
         .collect()
 }
 
+/// The body mesh-manager writes into a cluster: the desired object with the managed-by and mesh
+/// labels, so drift watches and cleanup find it.
+pub fn with_managed_labels(body: &Value, mesh: &crate::MeshName) -> Value {
+    let mut body = body.clone();
+    if !body["metadata"]["labels"].is_object() {
+        body["metadata"]["labels"] = Value::Object(serde_json::Map::new());
+    }
+    body["metadata"]["labels"][plan::MANAGED_BY_LABEL] = Value::from(plan::MANAGED_BY_VALUE);
+    body["metadata"]["labels"][plan::MESH_LABEL] = Value::from(mesh.as_str());
+    body
+}
+
 /// The label selector of a mesh's managed Istio resources in a cluster.
 pub fn managed_resource_selector(mesh: &crate::MeshName) -> String {
     plan::managed_selector(mesh)
