@@ -36,6 +36,10 @@ body_enum! {
         CanaryOperate = 1,
         /// Delete the mesh and uninstall it from its clusters.
         DeleteMesh = 1,
+        /// Change the mesh's desired Istio resources and roll the change out, all or nothing.
+        ApplyResources = 1,
+        /// Bring a member's managed Istio resources back to the desired state.
+        RepairDrift = 1,
     }
 }
 
@@ -305,6 +309,101 @@ impl Validate for CanaryOperate {}
 pub struct DeleteMesh {}
 
 impl Validate for DeleteMesh {}
+
+/// What to do with one Istio resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceOp {
+    /// Create or replace the object with `body`.
+    Apply,
+    /// Delete the object named by `kind`, `namespace`, `name`.
+    Delete,
+}
+
+/// One change of a desired Istio resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceChange {
+    /// Apply or delete.
+    pub op: ResourceOp,
+    /// The kind (`VirtualService`).
+    pub kind: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The object's name.
+    pub name: String,
+    /// The object as Kubernetes JSON (for `apply`); validated by the worker against the Istio
+    /// schemas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// Apply only if the object is at this generation (0 = it must not exist yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_generation: Option<i64>,
+}
+
+/// Most changes one command may carry.
+pub const MAX_RESOURCE_CHANGES: usize = 500;
+
+/// Change the mesh's desired Istio resources (mesh-wide, or of one member when `cluster` is set)
+/// and roll the change out to every target cluster as one flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyResources {
+    /// The member the resources belong to; absent for mesh-wide resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterName>,
+    /// The changes, applied in order of kind (hosts and subsets before routes).
+    pub changes: Vec<ResourceChange>,
+}
+
+impl Validate for ApplyResources {
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        const KIND: &str = "ApplyResources";
+        if self.changes.is_empty() {
+            return Err(InvalidMessage::new(KIND, "changes must not be empty"));
+        }
+        if self.changes.len() > MAX_RESOURCE_CHANGES {
+            return Err(InvalidMessage::new(
+                KIND,
+                format!("at most {MAX_RESOURCE_CHANGES} changes per command"),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for change in &self.changes {
+            check_text(KIND, "kind", &change.kind, 32)?;
+            check_text(KIND, "namespace", &change.namespace, 63)?;
+            check_text(KIND, "name", &change.name, 253)?;
+            if change.op == ResourceOp::Apply && change.body.as_ref().is_none_or(|b| !b.is_object())
+            {
+                return Err(InvalidMessage::new(
+                    KIND,
+                    format!(
+                        "apply of {} {}/{} needs a body object",
+                        change.kind, change.namespace, change.name
+                    ),
+                ));
+            }
+            if !seen.insert((&change.kind, &change.namespace, &change.name)) {
+                return Err(InvalidMessage::new(
+                    KIND,
+                    format!(
+                        "{} {}/{} is changed twice in one command",
+                        change.kind, change.namespace, change.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bring a member's managed Istio resources back to the desired state (sent by the worker that
+/// detected drift, or by a user).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepairDrift {
+    /// The member to repair.
+    pub cluster: ClusterName,
+}
+
+impl Validate for RepairDrift {}
 
 #[cfg(test)]
 mod tests {

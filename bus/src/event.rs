@@ -35,6 +35,10 @@ body_enum! {
         TaskFinished = 1,
         /// A message could not be decoded and was moved to the dead-letter subjects.
         MessageDeadLettered = 1,
+        /// The mesh's desired Istio resources changed (a rollout follows).
+        ResourcesChanged = 1,
+        /// A managed Istio resource in a member differs from the desired state.
+        DriftDetected = 1,
     }
 }
 
@@ -278,3 +282,48 @@ mod tests {
         assert_eq!(back, event);
     }
 }
+
+/// One resource named in an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceName {
+    /// The kind (`VirtualService`).
+    pub kind: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+/// The mesh's desired Istio resources changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourcesChanged {
+    /// The member they belong to; absent for mesh-wide resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterName>,
+    /// Objects created or changed.
+    pub applied: Vec<ResourceName>,
+    /// Objects deleted.
+    pub deleted: Vec<ResourceName>,
+    /// Clusters the change is rolled out to.
+    pub targets: Vec<ClusterName>,
+}
+
+impl Validate for ResourcesChanged {}
+
+/// A managed Istio resource in a member differs from the desired state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftDetected {
+    /// The member.
+    pub cluster: ClusterName,
+    /// The object.
+    pub resource: ResourceName,
+    /// `changed` (edited in the cluster) or `deleted` (removed from it).
+    pub drift: String,
+    /// The changed field paths (for `changed`).
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// What happens next: `repair` or `report`.
+    pub policy: String,
+}
+
+impl Validate for DriftDetected {}

@@ -11,13 +11,15 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, TimeZone, Utc};
 use mesh_bus::command::{
-    AddCluster, CanaryAction, CanaryOperate, ClusterSpec, CreateMesh, DeleteMesh, RemoveCluster,
-    SamplingPercent, SetTraceSampling, UpdateMeshConfig, UpgradeMesh, UpgradeStrategy,
+    AddCluster, ApplyResources, CanaryAction, CanaryOperate, ClusterSpec, CreateMesh, DeleteMesh,
+    RemoveCluster, RepairDrift, ResourceChange, ResourceOp, SamplingPercent, SetTraceSampling,
+    UpdateMeshConfig, UpgradeMesh, UpgradeStrategy,
 };
 use mesh_bus::envelope::Body;
 use mesh_bus::event::{
-    CommandAccepted, CommandRejected, FlowFinished, FlowOutcome, FlowStarted, MeshConfigUpdated,
-    MeshCreated, MeshDeleted, MessageDeadLettered, TaskFinished, TaskOutcome, TaskStarted,
+    CommandAccepted, CommandRejected, DriftDetected, FlowFinished, FlowOutcome, FlowStarted,
+    MeshConfigUpdated, MeshCreated, MeshDeleted, MessageDeadLettered, ResourceName,
+    ResourcesChanged, TaskFinished, TaskOutcome, TaskStarted,
 };
 use mesh_bus::nats::PARTITIONS_METADATA_KEY;
 use mesh_bus::{
@@ -182,6 +184,46 @@ fn command_examples() -> Vec<CommandEnvelope> {
             },
         ),
         command(0x0108, None, DeleteMesh {}),
+        command(
+            0x010a,
+            Some(7),
+            ApplyResources {
+                cluster: None,
+                changes: vec![
+                    ResourceChange {
+                        op: ResourceOp::Apply,
+                        kind: "VirtualService".into(),
+                        namespace: "default".into(),
+                        name: "reviews".into(),
+                        body: Some(json!({
+                            "apiVersion": "networking.istio.io/v1",
+                            "kind": "VirtualService",
+                            "metadata": {"name": "reviews", "namespace": "default"},
+                            "spec": {
+                                "hosts": ["reviews"],
+                                "http": [{"route": [{"destination": {"host": "reviews", "subset": "v1"}}]}]
+                            }
+                        })),
+                        expected_generation: Some(2),
+                    },
+                    ResourceChange {
+                        op: ResourceOp::Delete,
+                        kind: "DestinationRule".into(),
+                        namespace: "default".into(),
+                        name: "ratings".into(),
+                        body: None,
+                        expected_generation: None,
+                    },
+                ],
+            },
+        ),
+        command(
+            0x010b,
+            None,
+            RepairDrift {
+                cluster: cluster("c2"),
+            },
+        ),
     ]
 }
 
@@ -263,6 +305,39 @@ fn event_examples() -> Vec<EventEnvelope> {
             },
         ),
         dead_lettered,
+        event(
+            0x020b,
+            0x010a,
+            ResourcesChanged {
+                cluster: None,
+                applied: vec![ResourceName {
+                    kind: "VirtualService".into(),
+                    namespace: "default".into(),
+                    name: "reviews".into(),
+                }],
+                deleted: vec![ResourceName {
+                    kind: "DestinationRule".into(),
+                    namespace: "default".into(),
+                    name: "ratings".into(),
+                }],
+                targets: vec![cluster("c1"), cluster("c2")],
+            },
+        ),
+        event(
+            0x020c,
+            0x020c,
+            DriftDetected {
+                cluster: cluster("c2"),
+                resource: ResourceName {
+                    kind: "VirtualService".into(),
+                    namespace: "default".into(),
+                    name: "reviews".into(),
+                },
+                drift: "changed".into(),
+                fields: vec!["spec.http[0].route[0].destination.subset".into()],
+                policy: "repair".into(),
+            },
+        ),
     ]
 }
 

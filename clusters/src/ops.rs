@@ -318,6 +318,43 @@ impl ClusterOps {
             .collect())
     }
 
+    /// Every object of a kind carrying `label_selector`, in all namespaces, as JSON (one list
+    /// request; a kind the cluster does not serve has no objects).
+    pub async fn list_labelled_objects(
+        &self,
+        api_version: &str,
+        kind: &str,
+        label_selector: &str,
+    ) -> Result<Vec<Value>, OpsError> {
+        let (resource, caps) = match self.resource(api_version, kind).await {
+            Ok(found) => found,
+            Err(OpsError::UnknownKind { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let api = match caps.scope {
+            Scope::Namespaced => Api::<DynamicObject>::all_with(self.client.clone(), &resource),
+            Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+        };
+        let list = api
+            .list(&ListParams::default().labels(label_selector))
+            .await
+            .map_err(self.request_error(format!("list {kind} with {label_selector}")))?;
+        list.items
+            .into_iter()
+            .map(|item| {
+                let mut value =
+                    serde_json::to_value(&item).map_err(|e| OpsError::InvalidObject {
+                        what: item.metadata.name.clone().unwrap_or_default(),
+                        reason: e.to_string(),
+                    })?;
+                // Items of a list carry no type fields; put them back for the caller.
+                value["apiVersion"] = Value::String(api_version.to_owned());
+                value["kind"] = Value::String(kind.to_owned());
+                Ok(value)
+            })
+            .collect()
+    }
+
     /// Merges `labels` and `annotations` into a namespace mesh-manager does not own (a `null`
     /// value removes a key). The namespace is created when missing.
     pub async fn patch_namespace_metadata(

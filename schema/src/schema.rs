@@ -219,16 +219,66 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    istio_resource (id) {
+        id -> BigInt,
+        #[max_length = 255]
+        tenant_id -> Varchar,
+        #[max_length = 64]
+        mesh_name -> Varchar,
+        #[max_length = 64]
+        cluster_name -> Varchar,
+        #[max_length = 32]
+        kind -> Varchar,
+        #[max_length = 63]
+        namespace -> Varchar,
+        #[max_length = 253]
+        name -> Varchar,
+        body -> Text,
+        generation -> BigInt,
+        #[max_length = 64]
+        content_hash -> Char,
+        #[max_length = 255]
+        updated_by -> Varchar,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    resource_change (id) {
+        id -> BigInt,
+        flow_id -> BigInt,
+        #[max_length = 64]
+        mesh_name -> Varchar,
+        #[max_length = 64]
+        cluster_name -> Varchar,
+        #[max_length = 32]
+        kind -> Varchar,
+        #[max_length = 63]
+        namespace -> Varchar,
+        #[max_length = 253]
+        name -> Varchar,
+        before_body -> Nullable<Text>,
+        before_generation -> Nullable<BigInt>,
+        #[max_length = 255]
+        before_updated_by -> Nullable<Varchar>,
+        after_body -> Nullable<Text>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     api_token,
     cluster,
     command_log,
     flow,
+    istio_resource,
     lb_resource,
     mesh,
     mesh_event_log,
     mesh_events,
     mesh_secret,
     registered_cluster,
+    resource_change,
     task,
 );

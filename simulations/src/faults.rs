@@ -19,6 +19,7 @@ pub struct Faults {
     deployments_never_ready: AtomicBool,
     istiod_crashloop: AtomicBool,
     lb_never_assigned: AtomicBool,
+    writes_denied: std::sync::Mutex<Option<String>>,
     partition: watch::Sender<bool>,
     changed: Notify,
 }
@@ -32,6 +33,7 @@ impl Default for Faults {
             deployments_never_ready: AtomicBool::new(false),
             istiod_crashloop: AtomicBool::new(false),
             lb_never_assigned: AtomicBool::new(false),
+            writes_denied: std::sync::Mutex::new(None),
             partition: watch::channel(false).0,
             changed: Notify::new(),
         }
@@ -135,6 +137,20 @@ impl Faults {
         self.lb_never_assigned.load(Ordering::Relaxed)
     }
 
+    /// Refuse every write request (create, update, patch, delete) with `403 Forbidden` and
+    /// this message, as an admission webhook (a policy engine) denying requests does; `None`
+    /// heals. Reads still work.
+    pub fn set_writes_denied(&self, message: Option<&str>) {
+        if let Ok(mut denied) = self.writes_denied.lock() {
+            *denied = message.map(str::to_owned);
+        }
+    }
+
+    /// The message writes are denied with, if they are.
+    pub fn writes_denied(&self) -> Option<String> {
+        self.writes_denied.lock().ok().and_then(|d| d.clone())
+    }
+
     /// Heal every fault of this struct.
     pub fn reset(&self) {
         self.set_latency(Duration::ZERO);
@@ -144,6 +160,7 @@ impl Faults {
         self.set_deployments_never_ready(false);
         self.set_istiod_crashloop(false);
         self.set_lb_never_assigned(false);
+        self.set_writes_denied(None);
     }
 
     /// Resolves when any controller-visible fault flips.

@@ -154,6 +154,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<
             "Internal error occurred: injected fault",
         ));
     }
+    if let Some(message) = shared.faults.writes_denied()
+        && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+    {
+        return error_response(&ApiError::new(
+            Reason::Forbidden,
+            format!("admission webhook \"policy.sim.local\" denied the request: {message}"),
+        ));
+    }
     match route(shared, req).await {
         Ok(resp) => resp,
         Err(e) => error_response(&e),

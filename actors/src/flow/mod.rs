@@ -9,6 +9,7 @@
 //! Task names say what they do and where: `control-plane:east`, `link:east:west` (east holds
 //! west's remote secret), `verify`. [`TaskKind`] parses them back.
 
+mod resources;
 pub mod runner;
 mod tasks;
 pub mod upgrade;
@@ -32,6 +33,10 @@ pub mod defs {
     pub const REMOVE_CLUSTER: &str = "remove-cluster";
     /// Uninstall the mesh from every member and forget it.
     pub const DELETE: &str = "delete";
+    /// Roll a batch of Istio resource changes out to every target cluster, all or nothing.
+    pub const APPLY_RESOURCES: &str = "apply-resources";
+    /// Bring a cluster's managed Istio resources back to the desired state after drift.
+    pub const REPAIR_DRIFT: &str = "repair-drift";
     /// Start a canary upgrade: new revision everywhere, namespaces moved in gated batches.
     pub const UPGRADE_CANARY: &str = "upgrade-canary";
     /// Keep the canary's new revision and remove the old one.
@@ -79,6 +84,14 @@ pub enum TaskKind {
     Uninstall(ClusterName),
     /// Forget the mesh: its secrets, load-balancer records, its row.
     Forget,
+    /// Write the flow's Istio resource changes into a cluster (only objects that differ).
+    ApplyResources(ClusterName),
+    /// Make a cluster's managed Istio resources equal the desired state (drift repair).
+    SyncResources(ClusterName),
+    /// Compensation: put the flow's Istio resources in a cluster back to their previous version.
+    RestoreResources(ClusterName),
+    /// Compensation: put the mesh's desired Istio resources back to their previous version.
+    RestoreDesired,
     /// A step of an upgrade or its rollback.
     Upgrade(upgrade::UpgradeTask),
 }
@@ -98,6 +111,10 @@ impl fmt::Display for TaskKind {
             Self::DropMember(c) => write!(f, "drop-member:{c}"),
             Self::Uninstall(c) => write!(f, "uninstall:{c}"),
             Self::Forget => f.write_str("forget"),
+            Self::ApplyResources(c) => write!(f, "resources:{c}"),
+            Self::SyncResources(c) => write!(f, "sync-resources:{c}"),
+            Self::RestoreResources(c) => write!(f, "restore-resources:{c}"),
+            Self::RestoreDesired => f.write_str("restore-desired"),
             Self::Upgrade(step) => step.fmt(f),
         }
     }
@@ -130,6 +147,10 @@ impl TaskKind {
             "drop-member" => Self::DropMember(cluster()?),
             "uninstall" => Self::Uninstall(cluster()?),
             "forget" => Self::Forget,
+            "resources" => Self::ApplyResources(cluster()?),
+            "sync-resources" => Self::SyncResources(cluster()?),
+            "restore-resources" => Self::RestoreResources(cluster()?),
+            "restore-desired" => Self::RestoreDesired,
             _ => return upgrade::UpgradeTask::parse(name).map(Self::Upgrade),
         };
         Some(kind)
@@ -144,12 +165,76 @@ impl TaskKind {
             | Self::MeshConfig(c)
             | Self::Reader(c)
             | Self::Uninstall(c)
-            | Self::DropMember(c) => Some(c),
+            | Self::DropMember(c)
+            | Self::ApplyResources(c)
+            | Self::SyncResources(c)
+            | Self::RestoreResources(c) => Some(c),
             Self::Link { holder, .. } | Self::Unlink { holder, .. } => Some(holder),
-            Self::Certificates | Self::Verify | Self::Forget => None,
+            Self::Certificates | Self::Verify | Self::Forget | Self::RestoreDesired => None,
             Self::Upgrade(step) => step.cluster(),
         }
     }
+
+    /// Whether the task undoes what a failed flow did (it runs only after a failure).
+    pub fn is_compensation(&self) -> bool {
+        match self {
+            Self::Upgrade(step) => step.is_compensation(),
+            other => matches!(other, Self::RestoreResources(_) | Self::RestoreDesired),
+        }
+    }
+}
+
+/// The compensating tasks of a flow whose task `failed` failed, or `None` when the flow has no
+/// way back (it then ends `Failed`). `tasks` are the flow's tasks as recorded (name, status).
+///
+/// A resource rollout restores every cluster whose write task started (succeeded, failed or was
+/// running), then the desired state, so the flow ends `RolledBack` with everything as before.
+pub fn rollback_tasks(
+    def_name: &str,
+    tasks: &[(String, mesh_core::TaskStatus)],
+    failed: &TaskKind,
+) -> Option<Vec<TaskKind>> {
+    use mesh_core::TaskStatus;
+    match def_name {
+        defs::APPLY_RESOURCES => {
+            let mut restore: Vec<TaskKind> = tasks
+                .iter()
+                .filter(|(_, status)| {
+                    matches!(
+                        status,
+                        TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Running
+                    )
+                })
+                .filter_map(|(name, _)| match TaskKind::parse(name) {
+                    Some(TaskKind::ApplyResources(cluster)) => {
+                        Some(TaskKind::RestoreResources(cluster))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if let TaskKind::ApplyResources(cluster) = failed {
+                let restore_failed = TaskKind::RestoreResources(cluster.clone());
+                if !restore.contains(&restore_failed) {
+                    restore.push(restore_failed);
+                }
+            }
+            restore.push(TaskKind::RestoreDesired);
+            Some(restore)
+        }
+        defs::UPGRADE_CANARY | defs::UPGRADE_IN_PLACE => {
+            upgrade::rollback_tasks(def_name, tasks, failed)
+        }
+        _ => None,
+    }
+}
+
+/// The tasks that roll a batch of Istio resource changes out to `clusters`.
+pub fn apply_resources_tasks(clusters: &[ClusterName]) -> Vec<TaskKind> {
+    clusters
+        .iter()
+        .cloned()
+        .map(TaskKind::ApplyResources)
+        .collect()
 }
 
 /// Members in install order: primaries first (remotes need their primary's gateway address).

@@ -175,17 +175,27 @@ impl std::fmt::Debug for FlowRunner {
     }
 }
 
-/// The mesh statuses a flow sets while it runs and when it ends.
-fn mesh_statuses(def_name: &str) -> (&'static str, &'static str, &'static str) {
+/// The mesh statuses a flow sets while it runs and when it ends; `None` for flows that leave the
+/// mesh's status alone (resource rollouts: the mesh keeps running whatever becomes of them).
+fn mesh_statuses(def_name: &str) -> Option<(&'static str, &'static str, &'static str)> {
     match def_name {
-        super::defs::INSTALL => ("Creating", "Running", "Failed"),
-        super::defs::DELETE => ("Deleting", "Deleted", "DeleteFailed"),
-        super::defs::UPGRADE_CANARY => ("Upgrading", "Canary", "UpgradeFailed"),
-        super::defs::UPGRADE_IN_PLACE => ("Upgrading", "Running", "UpgradeFailed"),
-        super::defs::CANARY_CONFIRM => ("Upgrading", "Running", "UpgradeFailed"),
-        super::defs::CANARY_ROLLBACK => ("RollingBack", "Running", "UpgradeFailed"),
-        _ => ("Updating", "Running", "Failed"),
+        super::defs::INSTALL => Some(("Creating", "Running", "Failed")),
+        super::defs::DELETE => Some(("Deleting", "Deleted", "DeleteFailed")),
+        super::defs::APPLY_RESOURCES | super::defs::REPAIR_DRIFT => None,
+        super::defs::UPGRADE_CANARY => Some(("Upgrading", "Canary", "UpgradeFailed")),
+        super::defs::UPGRADE_IN_PLACE => Some(("Upgrading", "Running", "UpgradeFailed")),
+        super::defs::CANARY_CONFIRM => Some(("Upgrading", "Running", "UpgradeFailed")),
+        super::defs::CANARY_ROLLBACK => Some(("RollingBack", "Running", "UpgradeFailed")),
+        _ => Some(("Updating", "Running", "Failed")),
     }
+}
+
+/// How a flow's tasks ended when none failed for good.
+enum Completion {
+    /// Every task succeeded.
+    Done,
+    /// A task failed and the compensating tasks undid the flow; the reason names the failure.
+    RolledBack(String),
 }
 
 impl FlowRunner {
@@ -303,7 +313,8 @@ impl FlowRunner {
         let outcome = self.run_tasks(&flow, &input).await;
         heartbeat.abort();
         let (status, detail) = match &outcome {
-            Ok(()) => (FlowStatus::Succeeded, None),
+            Ok(Completion::Done) => (FlowStatus::Succeeded, None),
+            Ok(Completion::RolledBack(reason)) => (FlowStatus::RolledBack, Some(reason.clone())),
             Err(error) if is_interruption(error) => {
                 tracing::warn!(flow = flow_id, %error, "flow interrupted; the partition's next owner resumes it");
                 return Ok(FlowStatus::Running);
@@ -330,7 +341,11 @@ impl FlowRunner {
         })
     }
 
-    async fn run_tasks(&self, flow: &FlowRecord, input: &FlowInput) -> Result<(), ActorError> {
+    async fn run_tasks(
+        &self,
+        flow: &FlowRecord,
+        input: &FlowInput,
+    ) -> Result<Completion, ActorError> {
         let mesh = self
             .store
             .get_mesh(&TenantScope::All, &flow.mesh_name)
@@ -339,7 +354,6 @@ impl FlowRunner {
                 ActorError::Message(format!("mesh {} no longer exists", flow.mesh_name))
             })?;
         let spec = load_spec(&self.store, &mesh).await?;
-        let (running, _, _) = mesh_statuses(&flow.def_name);
         self.store
             .transition_flow(
                 flow.id,
@@ -350,16 +364,18 @@ impl FlowRunner {
                 },
             )
             .await?;
-        self.store
-            .update_mesh_status(
-                &mesh.name,
-                self.config.epoch,
-                MeshStatusChange {
-                    status: Some(running.into()),
-                    ..MeshStatusChange::default()
-                },
-            )
-            .await?;
+        if let Some((running, _, _)) = mesh_statuses(&flow.def_name) {
+            self.store
+                .update_mesh_status(
+                    &mesh.name,
+                    self.config.epoch,
+                    MeshStatusChange {
+                        status: Some(running.into()),
+                        ..MeshStatusChange::default()
+                    },
+                )
+                .await?;
+        }
         let started = self.emit(
             flow,
             input,
@@ -370,28 +386,116 @@ impl FlowRunner {
         );
         started.await?;
         let context = TaskContext {
+            flow_id: flow.id,
             spec: &spec,
             store: &self.store,
             connections: &self.connections,
             epoch: self.config.epoch,
             config: &self.config,
         };
-        for task in self.store.list_tasks(flow.id).await? {
-            if matches!(
-                task.status.parse::<TaskStatus>(),
-                Ok(TaskStatus::Succeeded | TaskStatus::Skipped)
-            ) {
+        let parse = |task: &TaskRecord| {
+            TaskKind::parse(&task.name).ok_or_else(|| ActorError::CorruptState {
+                mesh: flow.mesh_name.clone(),
+                reason: format!("unknown task {:?}", task.name),
+            })
+        };
+        let tasks = self.store.list_tasks(flow.id).await?;
+        let mut compensating = false;
+        for task in &tasks {
+            compensating |= parse(task)?.is_compensation();
+        }
+        if !compensating {
+            for task in &tasks {
+                if matches!(
+                    task.status.parse::<TaskStatus>(),
+                    Ok(TaskStatus::Succeeded | TaskStatus::Skipped)
+                ) {
+                    continue;
+                }
+                if self.control.stop_requested() {
+                    return Err(ActorError::Interrupted);
+                }
+                let kind = parse(task)?;
+                if let Err(error) = self.run_task(flow, input, &context, task, &kind).await {
+                    if is_interruption(&error) {
+                        return Err(error);
+                    }
+                    self.begin_compensation(flow, &kind, error).await?;
+                    break;
+                }
+            }
+            if !self
+                .store
+                .list_tasks(flow.id)
+                .await?
+                .iter()
+                .any(|t| TaskKind::parse(&t.name).is_some_and(|k| k.is_compensation()))
+            {
+                return Ok(Completion::Done);
+            }
+        }
+        // Undo: run the compensating tasks; the flow ends RolledBack with the original failure.
+        let tasks = self.store.list_tasks(flow.id).await?;
+        let reason = tasks
+            .iter()
+            .find(|t| {
+                t.status == TaskStatus::Failed.as_str()
+                    && TaskKind::parse(&t.name).is_some_and(|k| !k.is_compensation())
+            })
+            .map(|t| {
+                let error = t.error.clone().unwrap_or_default();
+                match TaskKind::parse(&t.name).and_then(|k| k.cluster().cloned()) {
+                    Some(cluster) => format!("{} failed on cluster {cluster}: {error}", t.name),
+                    None => format!("{} failed: {error}", t.name),
+                }
+            })
+            .unwrap_or_else(|| "a task failed".into());
+        for task in &tasks {
+            let kind = parse(task)?;
+            if !kind.is_compensation() || task.status == TaskStatus::Succeeded.as_str() {
                 continue;
             }
             if self.control.stop_requested() {
                 return Err(ActorError::Interrupted);
             }
-            let kind = TaskKind::parse(&task.name).ok_or_else(|| ActorError::CorruptState {
-                mesh: flow.mesh_name.clone(),
-                reason: format!("unknown task {:?}", task.name),
-            })?;
-            self.run_task(flow, input, &context, &task, &kind).await?;
+            if let Err(error) = self.run_task(flow, input, &context, task, &kind).await {
+                if is_interruption(&error) {
+                    return Err(error);
+                }
+                return Err(ActorError::Message(format!(
+                    "{reason}; undoing it failed too: {error}"
+                )));
+            }
         }
+        Ok(Completion::RolledBack(format!("{reason}; rolled back")))
+    }
+
+    /// After `failed` failed with `error`: records the compensating tasks of the flow, or returns
+    /// the error when the flow has no way back.
+    async fn begin_compensation(
+        &self,
+        flow: &FlowRecord,
+        failed: &TaskKind,
+        error: ActorError,
+    ) -> Result<(), ActorError> {
+        let recorded: Vec<(String, TaskStatus)> = self
+            .store
+            .list_tasks(flow.id)
+            .await?
+            .into_iter()
+            .filter_map(|t| Some((t.name.clone(), t.status.parse::<TaskStatus>().ok()?)))
+            .collect();
+        let Some(compensation) = super::rollback_tasks(&flow.def_name, &recorded, failed) else {
+            return Err(error);
+        };
+        tracing::warn!(flow = flow.id, task = %failed, %error, "task failed; undoing the flow");
+        self.store
+            .begin_compensation(
+                flow.id,
+                compensation.iter().map(ToString::to_string).collect(),
+                self.config.epoch,
+            )
+            .await?;
         Ok(())
     }
 
@@ -547,7 +651,6 @@ impl FlowRunner {
         status: FlowStatus,
         detail: Option<String>,
     ) -> Result<(), ActorError> {
-        let (_, succeeded, failed) = mesh_statuses(&flow.def_name);
         let ok = status == FlowStatus::Succeeded;
         let command_status = if ok {
             CommandStatus::Succeeded
@@ -562,9 +665,17 @@ impl FlowRunner {
                 Some(flow.id),
             )
             .await?;
-        if flow.def_name != super::defs::DELETE || !ok {
+        if let Some((_, succeeded, failed)) = mesh_statuses(&flow.def_name)
+            && (flow.def_name != super::defs::DELETE || !ok)
+        {
+            // A rolled-back flow left the mesh as it was before it started: running.
+            let mesh_status = match status {
+                FlowStatus::Succeeded => succeeded,
+                FlowStatus::RolledBack => "Running",
+                _ => failed,
+            };
             let change = MeshStatusChange {
-                status: Some(if ok { succeeded } else { failed }.into()),
+                status: Some(mesh_status.into()),
                 ..MeshStatusChange::default()
             };
             match self
@@ -580,10 +691,10 @@ impl FlowRunner {
             self.emit_once(flow, input, "mesh-deleted", mesh_bus::event::MeshDeleted {})
                 .await?;
         }
-        let outcome = if ok {
-            FlowOutcome::Succeeded
-        } else {
-            FlowOutcome::Failed
+        let outcome = match status {
+            FlowStatus::Succeeded => FlowOutcome::Succeeded,
+            FlowStatus::RolledBack => FlowOutcome::RolledBack,
+            _ => FlowOutcome::Failed,
         };
         let finished = FlowFinished {
             flow_id: flow.id,

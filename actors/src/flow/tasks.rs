@@ -63,6 +63,7 @@ impl MeshState {
 
 /// What a task needs.
 pub(crate) struct TaskContext<'a> {
+    pub flow_id: i64,
     pub spec: &'a MeshSpec,
     pub store: &'a Store,
     pub connections: &'a ClusterConnections,
@@ -99,6 +100,10 @@ impl TaskContext<'_> {
             TaskKind::DropMember(c) => self.drop_member(c).await,
             TaskKind::Uninstall(c) => self.uninstall(c).await,
             TaskKind::Forget => self.forget().await,
+            TaskKind::ApplyResources(c) => self.apply_resources(c).await,
+            TaskKind::SyncResources(c) => self.sync_resources(c).await,
+            TaskKind::RestoreResources(c) => self.restore_resources(c).await,
+            TaskKind::RestoreDesired => self.restore_desired().await,
             TaskKind::Upgrade(step) => self.run_upgrade(step).await,
         }
     }
@@ -507,6 +512,7 @@ impl TaskContext<'_> {
             self.store.delete_lb_resource(&lb.name).await?;
         }
         self.store.delete_mesh_secrets(mesh).await?;
+        self.store.forget_resources(mesh).await?;
         for member in &self.spec.clusters {
             self.connections.forget(member.name.as_str()).await;
         }

@@ -258,6 +258,10 @@ impl MeshComponent {
                 self.decide_reconfigure(command, move |config| *config = parsed)
                     .await
             }
+            _ => reject(format!(
+                "{} is not supported by this version of mesh-manager yet",
+                command.kind()
+            )),
         }
     }
 

@@ -225,6 +225,32 @@ pub fn managed_kinds() -> Vec<ManagedKind> {
             true,
         ),
         kind("networking.istio.io/v1", "Gateway", "gateways", true),
+        // Tenants' Istio resources mesh-manager carries (service governance).
+        kind(
+            "networking.istio.io/v1",
+            "DestinationRule",
+            "destinationrules",
+            true,
+        ),
+        kind(
+            "networking.istio.io/v1",
+            "ServiceEntry",
+            "serviceentries",
+            true,
+        ),
+        kind("networking.istio.io/v1", "Sidecar", "sidecars", true),
+        kind(
+            "networking.istio.io/v1alpha3",
+            "EnvoyFilter",
+            "envoyfilters",
+            true,
+        ),
+        kind(
+            "networking.istio.io/v1",
+            "WorkloadEntry",
+            "workloadentries",
+            true,
+        ),
         kind("v1", "Service", "services", true),
         kind("apps/v1", "Deployment", "deployments", true),
         kind("v1", "ServiceAccount", "serviceaccounts", true),

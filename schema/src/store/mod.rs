@@ -18,6 +18,7 @@ pub mod command;
 pub mod event;
 pub mod flow;
 pub mod mesh;
+pub mod resource;
 pub mod secret;
 pub mod token;
 

@@ -1,0 +1,247 @@
+//! Tasks of resource flows: writing a batch of Istio resource changes into a cluster, undoing it,
+//! and bringing a cluster's managed resources back to the desired state.
+//!
+//! Inputs: the flow's `resource_change` rows (before/after of each object) or the mesh's desired
+//! rows; the live objects read from the cluster. Output: server-side applies and deletes — only
+//! for objects whose live state differs from the wanted one, so an unchanged object costs no
+//! write — and a one-line summary for the task log.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mesh_clusters::ObjectRef;
+use mesh_core::ClusterName;
+use mesh_core::resources::{IstioKind, drift, managed_resource_selector, with_managed_labels};
+use mesh_schema::store::resource::ResourceChangeRecord;
+use serde_json::Value;
+
+use super::tasks::TaskContext;
+use crate::error::ActorError;
+
+/// What a cluster should hold for one object: a body, or nothing.
+struct Wanted {
+    kind: IstioKind,
+    namespace: String,
+    name: String,
+    body: Option<Value>,
+}
+
+impl Wanted {
+    fn object_ref(&self) -> ObjectRef {
+        ObjectRef {
+            api_version: self.kind.api_version(),
+            kind: self.kind.kind().to_owned(),
+            namespace: Some(self.namespace.clone()),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// Which side of a change to write.
+#[derive(Clone, Copy)]
+enum Side {
+    After,
+    Before,
+}
+
+/// Counts of what a task did.
+#[derive(Default)]
+struct Tally {
+    applied: usize,
+    deleted: usize,
+    unchanged: usize,
+}
+
+impl Tally {
+    fn summary(&self, cluster: &ClusterName) -> String {
+        format!(
+            "{cluster}: {} applied, {} deleted, {} already as wanted ({} write(s))",
+            self.applied,
+            self.deleted,
+            self.unchanged,
+            self.applied + self.deleted
+        )
+    }
+}
+
+fn parse_body(context: &TaskContext<'_>, text: &str) -> Result<Value, ActorError> {
+    serde_json::from_str(text).map_err(|e| ActorError::CorruptState {
+        mesh: context.spec.name.to_string(),
+        reason: format!("stored Istio resource is not JSON: {e}"),
+    })
+}
+
+/// Apply order: hosts and subsets before the routes that use them; deletes the other way round.
+fn kind_rank(kind: IstioKind) -> usize {
+    IstioKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(usize::MAX)
+}
+
+impl TaskContext<'_> {
+    fn wanted_from_changes(
+        &self,
+        changes: &[ResourceChangeRecord],
+        cluster: &ClusterName,
+        side: Side,
+    ) -> Result<Vec<Wanted>, ActorError> {
+        let mut wanted = Vec::new();
+        for change in changes {
+            if !change.cluster_name.is_empty() && change.cluster_name != cluster.as_str() {
+                continue;
+            }
+            let Some(kind) = IstioKind::from_kind(&change.kind) else {
+                return Err(ActorError::CorruptState {
+                    mesh: self.spec.name.to_string(),
+                    reason: format!("unknown Istio kind {:?} in a change", change.kind),
+                });
+            };
+            let text = match side {
+                Side::After => change.after_body.as_deref(),
+                Side::Before => change.before_body.as_deref(),
+            };
+            let body = text
+                .map(|t| parse_body(self, t).map(|b| with_managed_labels(&b, &self.spec.name)))
+                .transpose()?;
+            wanted.push(Wanted {
+                kind,
+                namespace: change.namespace.clone(),
+                name: change.name.clone(),
+                body,
+            });
+        }
+        Ok(wanted)
+    }
+
+    /// Makes `cluster` hold exactly `wanted` for those objects, writing only what differs.
+    async fn converge(
+        &self,
+        cluster: &ClusterName,
+        mut wanted: Vec<Wanted>,
+    ) -> Result<Tally, ActorError> {
+        let connection = self.connections.get(cluster.as_str()).await?;
+        let mut tally = Tally::default();
+        // Writes first in apply order, then deletes in reverse.
+        wanted.sort_by_key(|w| (w.body.is_none(), kind_rank(w.kind)));
+        let (writes, mut deletes): (Vec<Wanted>, Vec<Wanted>) =
+            wanted.into_iter().partition(|w| w.body.is_some());
+        deletes.reverse();
+        for item in writes.iter().chain(deletes.iter()) {
+            let target = item.object_ref();
+            let live = connection.ops.get(&target).await?;
+            match (&item.body, live) {
+                (Some(body), Some(live)) => {
+                    let live = serde_json::to_value(&live).unwrap_or(Value::Null);
+                    if drift(body, &live).is_empty() {
+                        tally.unchanged += 1;
+                    } else {
+                        connection.ops.apply(body).await?;
+                        tally.applied += 1;
+                    }
+                }
+                (Some(body), None) => {
+                    connection.ops.apply(body).await?;
+                    tally.applied += 1;
+                }
+                (None, Some(_)) => {
+                    connection.ops.delete(&target).await?;
+                    tally.deleted += 1;
+                }
+                (None, None) => tally.unchanged += 1,
+            }
+        }
+        Ok(tally)
+    }
+
+    /// Writes the flow's changes into `cluster`.
+    pub(super) async fn apply_resources(
+        &self,
+        cluster: &ClusterName,
+    ) -> Result<String, ActorError> {
+        let changes = self.store.resource_changes(self.flow_id).await?;
+        let wanted = self.wanted_from_changes(&changes, cluster, Side::After)?;
+        Ok(self.converge(cluster, wanted).await?.summary(cluster))
+    }
+
+    /// Puts the flow's objects in `cluster` back to their version before the flow.
+    pub(super) async fn restore_resources(
+        &self,
+        cluster: &ClusterName,
+    ) -> Result<String, ActorError> {
+        let changes = self.store.resource_changes(self.flow_id).await?;
+        let wanted = self.wanted_from_changes(&changes, cluster, Side::Before)?;
+        Ok(format!(
+            "restored {}",
+            self.converge(cluster, wanted).await?.summary(cluster)
+        ))
+    }
+
+    /// Puts the mesh's desired resources back to their version before the flow.
+    pub(super) async fn restore_desired(&self) -> Result<String, ActorError> {
+        let restored = self
+            .store
+            .restore_desired_resources(self.flow_id, self.epoch)
+            .await?;
+        Ok(format!("restored {restored} desired resource(s)"))
+    }
+
+    /// Makes `cluster`'s managed resources equal the desired state: missing or edited objects
+    /// are applied again, managed objects nobody wants any more are deleted.
+    pub(super) async fn sync_resources(&self, cluster: &ClusterName) -> Result<String, ActorError> {
+        let mesh = self.spec.name.as_str();
+        let desired = self.store.list_resources(mesh, None, None, None).await?;
+        let mut wanted: BTreeMap<(IstioKind, String, String), Wanted> = BTreeMap::new();
+        for row in desired
+            .iter()
+            .filter(|r| r.cluster_name.is_empty() || r.cluster_name == cluster.as_str())
+        {
+            let Some(kind) = IstioKind::from_kind(&row.kind) else {
+                continue;
+            };
+            let body = with_managed_labels(&parse_body(self, &row.body)?, &self.spec.name);
+            wanted.insert(
+                (kind, row.namespace.clone(), row.name.clone()),
+                Wanted {
+                    kind,
+                    namespace: row.namespace.clone(),
+                    name: row.name.clone(),
+                    body: Some(body),
+                },
+            );
+        }
+        let connection = self.connections.get(cluster.as_str()).await?;
+        let selector = managed_resource_selector(&self.spec.name);
+        let mut live_keys = BTreeSet::new();
+        for kind in IstioKind::ALL {
+            for object in connection
+                .ops
+                .list_labelled_objects(&kind.api_version(), kind.kind(), &selector)
+                .await?
+            {
+                let namespace = object["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let name = object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                live_keys.insert((kind, namespace, name));
+            }
+        }
+        for (kind, namespace, name) in live_keys {
+            wanted
+                .entry((kind, namespace.clone(), name.clone()))
+                .or_insert(Wanted {
+                    kind,
+                    namespace,
+                    name,
+                    body: None,
+                });
+        }
+        let tally = self
+            .converge(cluster, wanted.into_values().collect())
+            .await?;
+        Ok(format!("synced {}", tally.summary(cluster)))
+    }
+}

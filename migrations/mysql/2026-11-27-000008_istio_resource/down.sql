@@ -1,0 +1,2 @@
+DROP TABLE resource_change;
+DROP TABLE istio_resource;
