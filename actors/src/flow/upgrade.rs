@@ -706,10 +706,30 @@ impl TaskContext<'_> {
                 {
                     Ok(()) => {}
                     Err(mesh_clusters::OpsError::Timeout { seconds, .. }) => {
+                        let target = ObjectRef {
+                            api_version: "apps/v1".into(),
+                            kind: "Deployment".into(),
+                            namespace: Some(namespace.clone()),
+                            name: deployment.clone(),
+                        };
+                        let seen = connection
+                            .ops
+                            .get(&target)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|d| serde_json::to_value(d).ok())
+                            .map(|d| {
+                                format!(
+                                    "generation {}, status {}",
+                                    d["metadata"]["generation"], d["status"]
+                                )
+                            })
+                            .unwrap_or_default();
                         return Err(stopped(
                             cluster,
                             format!(
-                                "workload {namespace}/{deployment} did not come back on revision {revision} within {seconds}s"
+                                "workload {namespace}/{deployment} did not come back on revision {revision} within {seconds}s ({seen})"
                             ),
                         ));
                     }
