@@ -16,7 +16,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::envelope::ErrorResponse;
-use crate::routes::{clusters, config, events, flows, health, meshes};
+use crate::routes::{clusters, config, events, flows, health, meshes, upgrade};
 
 /// Name of the bearer-token security scheme.
 pub const BEARER_SCHEME: &str = "bearer";
@@ -230,6 +230,8 @@ impl Modify for SecuritySchemes {
         meshes::get,
         meshes::delete,
         meshes::set_sampling,
+        upgrade::upgrade,
+        upgrade::canary,
         flows::list,
         flows::get,
         events::stream,

@@ -23,6 +23,7 @@ pub mod events;
 pub mod flows;
 pub mod health;
 pub mod meshes;
+pub mod upgrade;
 
 use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -82,8 +83,10 @@ fn api_scope() -> actix_web::Scope<
         .service(
             resource("/meshes/{mesh}")
                 .get(meshes::get)
+                .post(upgrade::upgrade)
                 .delete(meshes::delete),
         )
+        .service(resource("/meshes/{mesh}/canary").post(upgrade::canary))
         .service(resource("/meshes/{mesh}/sampling").post(meshes::set_sampling))
         .service(resource("/meshes/{mesh}/flows").get(flows::list))
         .service(resource("/meshes/{mesh}/flows/{flow}").get(flows::get))

@@ -151,6 +151,41 @@ pub enum MeshCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Upgrade a mesh to another Istio version from the catalog (canary by default: a new
+    /// revision beside the old one, namespaces moved in gated batches, then `mesh canary`).
+    Upgrade {
+        /// The mesh.
+        name: String,
+        /// The target Istio version (see `GET /config/istioversions`).
+        #[arg(long)]
+        version: String,
+        /// `canary` or `in-place`.
+        #[arg(long, value_enum, default_value_t = UpgradeStrategyArg::Canary)]
+        strategy: UpgradeStrategyArg,
+        /// Namespaces moved per batch and cluster (canary).
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Pause after each passed health gate, in seconds (canary).
+        #[arg(long)]
+        pause_seconds: Option<u64>,
+        /// Highest 5xx share (0-1) a moved service may answer with (canary).
+        #[arg(long)]
+        max_error_ratio: Option<f64>,
+        /// Waiting.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Confirm (remove the old revision) or roll back (return to it) a mesh's canary upgrade.
+    Canary {
+        /// `confirm` or `rollback`.
+        #[arg(value_enum)]
+        action: CanaryActionArg,
+        /// The mesh.
+        name: String,
+        /// Waiting.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// Set the percentage of requests traced.
     Sampling {
         /// The mesh.
@@ -161,6 +196,24 @@ pub enum MeshCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
+}
+
+/// How `mesh upgrade` replaces the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpgradeStrategyArg {
+    /// A new revision beside the old one.
+    Canary,
+    /// Replace the control plane where it stands, one minor version at a time.
+    InPlace,
+}
+
+/// What `mesh canary` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CanaryActionArg {
+    /// Keep the new revision, remove the old one.
+    Confirm,
+    /// Go back to the old revision, remove the new one.
+    Rollback,
 }
 
 /// Parses `90s`, `500ms`, `10m`, `1h` or plain seconds.

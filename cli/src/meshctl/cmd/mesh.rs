@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::meshctl::args::{Format, MeshCommand, WaitArgs};
+use crate::meshctl::args::{CanaryActionArg, Format, MeshCommand, UpgradeStrategyArg, WaitArgs};
 use crate::meshctl::client::{ApiClient, segment};
 use crate::meshctl::error::{Error, Result};
 use crate::meshctl::feed::EventFeed;
@@ -55,6 +55,52 @@ pub async fn run(client: &ApiClient, format: Format, command: MeshCommand) -> Re
                 true,
                 async { client.delete(&path).await },
             )
+            .await
+        }
+        MeshCommand::Upgrade {
+            name,
+            version,
+            strategy,
+            batch_size,
+            pause_seconds,
+            max_error_ratio,
+            wait,
+        } => {
+            let path = mesh_path(&name);
+            let strategy = match strategy {
+                UpgradeStrategyArg::Canary => "canary",
+                UpgradeStrategyArg::InPlace => "in-place",
+            };
+            let mut body = json!({ "version": version, "strategy": strategy });
+            if let Some(size) = batch_size {
+                body["batchSize"] = json!(size);
+            }
+            if let Some(pause) = pause_seconds {
+                body["pauseSeconds"] = json!(pause);
+            }
+            if let Some(ratio) = max_error_ratio {
+                body["maxErrorRatio"] = json!(ratio);
+            }
+            let done = if strategy == "canary" {
+                "is in canary (confirm or roll back with `meshctl mesh canary`)"
+            } else {
+                "upgraded"
+            };
+            operate(client, format, &name, "upgrade", done, &wait, true, async {
+                client.post(&path, &body).await
+            })
+            .await
+        }
+        MeshCommand::Canary { action, name, wait } => {
+            let path = format!("{}/canary", mesh_path(&name));
+            let (operate_as, verb, done) = match action {
+                CanaryActionArg::Confirm => ("confirm", "canary confirm", "confirmed"),
+                CanaryActionArg::Rollback => ("rollback", "canary rollback", "rolled back"),
+            };
+            let body = json!({ "operate": operate_as });
+            operate(client, format, &name, verb, done, &wait, true, async {
+                client.post(&path, &body).await
+            })
             .await
         }
         MeshCommand::Sampling {
