@@ -383,6 +383,28 @@ async fn create_mesh(setup: &Setup, mesh: &str, mode: MeshMode) {
         .collect();
     let event = run_command(setup, create_command(mesh, mode, &members)).await;
     assert_outcome(setup, mesh, &event, FlowOutcome::Succeeded).await;
+    // The end is announced just before the flow row turns terminal.
+    for _ in 0..100 {
+        let flows = setup.store.list_flows(mesh, 1).await.unwrap();
+        if flows.iter().all(|f| f.status == "Succeeded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (briefly, for owner-reference garbage collection) until the clusters hold what they
+/// held in `before`; returns the differences left.
+async fn settle_to(setup: &Setup, mesh: &str, before: &BTreeMap<String, Value>) -> Vec<String> {
+    let mut changes = Vec::new();
+    for _ in 0..50 {
+        changes = diff(before, &snapshot(setup, mesh).await);
+        if changes.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    changes
 }
 
 async fn assert_every_namespace_on(setup: &Setup, revision: &str) {
@@ -495,8 +517,7 @@ async fn a_primary_remote_mesh_goes_canary_and_rolls_back_to_exactly_what_it_was
         ("Running", FROM)
     );
     wait_revisions(&setup, &[OLD_REVISION]).await;
-    let after = snapshot(&setup, "pr").await;
-    let changes = diff(&before, &after);
+    let changes = settle_to(&setup, "pr", &before).await;
     assert!(changes.is_empty(), "{}", changes.join("\n"));
 
     // Nothing to confirm any more.
@@ -539,7 +560,7 @@ async fn a_health_gate_seeing_too_many_errors_rolls_the_upgrade_back_automatical
     assert_eq!(mesh.version, FROM);
     assert_ne!(mesh.status, "Canary");
     wait_revisions(&setup, &[OLD_REVISION]).await;
-    let changes = diff(&before, &snapshot(&setup, "gate").await);
+    let changes = settle_to(&setup, "gate", &before).await;
     assert!(changes.is_empty(), "{}", changes.join("\n"));
     // The mesh is free again: the upgrade can be tried anew.
     second.dataplane().set_error_ratio("shop", "ratings", 0.0);
@@ -570,7 +591,7 @@ async fn a_crash_looping_new_istiod_rolls_the_upgrade_back_automatically() {
         "{detail}"
     );
     wait_revisions(&setup, &[OLD_REVISION]).await;
-    let changes = diff(&before, &snapshot(&setup, "crash").await);
+    let changes = settle_to(&setup, "crash", &before).await;
     assert!(changes.is_empty(), "{}", changes.join("\n"));
     drop(setup.worker);
 }
