@@ -206,7 +206,11 @@ impl Watcher {
             .list_flows(self.scope.mesh.as_str(), 5)
             .await?
             .iter()
-            .any(|f| f.status.parse::<FlowStatus>().is_ok_and(|s| !s.is_terminal())))
+            .any(|f| {
+                f.status
+                    .parse::<FlowStatus>()
+                    .is_ok_and(|s| !s.is_terminal())
+            }))
     }
 
     async fn spec(&self) -> Result<Option<MeshSpec>, ActorError> {

@@ -17,8 +17,10 @@ use mesh_sim::World;
 use serde_json::{Value, json};
 use support::harness::*;
 
-const DESTINATION_RULES: &str = include_str!("../../core/data/istio/samples/destination-rule-all.yaml");
-const ROUTES_ALL_V1: &str = include_str!("../../core/data/istio/samples/virtual-service-all-v1.yaml");
+const DESTINATION_RULES: &str =
+    include_str!("../../core/data/istio/samples/destination-rule-all.yaml");
+const ROUTES_ALL_V1: &str =
+    include_str!("../../core/data/istio/samples/virtual-service-all-v1.yaml");
 const GATEWAY: &str = include_str!("../../core/data/istio/samples/bookinfo-gateway.yaml");
 const REVIEWS_80_20: &str =
     include_str!("../../core/data/istio/samples/virtual-service-reviews-80-20.yaml");
@@ -159,20 +161,32 @@ async fn bookinfo_rules_appear_identically_in_every_primary_and_deleting_one_rem
         .await
         .unwrap();
     assert_eq!(desired.len(), 10);
-    assert!(desired.iter().all(|r| r.generation == 1 && r.updated_by == "user:alice"));
+    assert!(
+        desired
+            .iter()
+            .all(|r| r.generation == 1 && r.updated_by == "user:alice")
+    );
 
     // The same batch again: nothing differs, so no cluster is written to.
     let before = writes(&setup.world);
     let again = run_command(&setup, apply_command("shop", &docs)).await;
     assert_eq!(outcome(&again).0, FlowOutcome::Succeeded);
-    assert_eq!(writes(&setup.world), before, "unchanged objects cost no write");
+    assert_eq!(
+        writes(&setup.world),
+        before,
+        "unchanged objects cost no write"
+    );
 
     // A weighted split: exactly one write per primary.
     let split = documents(&[REVIEWS_80_20]);
     let before = writes(&setup.world);
     let changed = run_command(&setup, apply_command("shop", &split)).await;
     assert_eq!(outcome(&changed).0, FlowOutcome::Succeeded);
-    assert_eq!(writes(&setup.world) - before, 3, "one write per changed object per cluster");
+    assert_eq!(
+        writes(&setup.world) - before,
+        3,
+        "one write per changed object per cluster"
+    );
     for index in 0..3 {
         let spec = live_spec(&setup.world, index, "VirtualService", "reviews")
             .await
@@ -242,7 +256,10 @@ async fn a_cluster_refusing_writes_rolls_the_change_back_everywhere() {
         .await
         .unwrap();
     assert_eq!(reviews.len(), 1);
-    assert_eq!(reviews[0].generation, 1, "the desired state is restored too");
+    assert_eq!(
+        reviews[0].generation, 1,
+        "the desired state is restored too"
+    );
     assert_eq!(
         serde_json::from_str::<Value>(&reviews[0].body).unwrap()["spec"],
         base[4]["spec"]
@@ -258,7 +275,9 @@ async fn a_cluster_refusing_writes_rolls_the_change_back_everywhere() {
         .map(|t| format!("{} {}", t.name, t.status))
         .collect();
     assert!(
-        tasks.iter().any(|t| t.starts_with("restore-desired") && t.ends_with("Succeeded")),
+        tasks
+            .iter()
+            .any(|t| t.starts_with("restore-desired") && t.ends_with("Succeeded")),
         "{tasks:?}"
     );
 }
@@ -305,7 +324,8 @@ async fn broken_bodies_and_stale_generations_are_refused_with_nothing_written() 
         "metadata": {"name": "huge"},
         "spec": {"hosts": ["reviews"], "http": [{"name": "x".repeat(5 * 1024 * 1024),
                  "route": [{"destination": {"host": "reviews"}}]}]}});
-    let reason = rejection(&run_command(&setup, resources_command("shop", vec![apply_change(&huge)])).await);
+    let reason =
+        rejection(&run_command(&setup, resources_command("shop", vec![apply_change(&huge)])).await);
     assert!(reason.contains("bytes"), "{reason}");
 
     let docs = documents(&[DESTINATION_RULES]);
@@ -323,4 +343,124 @@ async fn broken_bodies_and_stale_generations_are_refused_with_nothing_written() 
             .unwrap()
             .is_empty()
     );
+}
+
+/// Waits until `check` holds for cluster `index`'s object, polling the simulated cluster.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("{what} did not happen within 60 s");
+}
+
+/// The next `DriftDetected` event of the mesh.
+async fn next_drift(
+    events: &mut (
+             impl futures::Stream<Item = Result<mesh_bus::EventRecord, mesh_bus::BusError>> + Unpin
+         ),
+) -> mesh_bus::event::DriftDetected {
+    use futures::StreamExt as _;
+    let wait = async {
+        while let Some(record) = events.next().await {
+            if let Event::DriftDetected(drift) = record.unwrap().envelope.body {
+                return drift;
+            }
+        }
+        panic!("event stream ended");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+        .await
+        .expect("drift is reported within a minute")
+}
+
+#[actix_rt::test]
+async fn an_edit_or_deletion_made_in_a_cluster_is_reported_and_repaired() {
+    let setup = setup(2, false, false).await;
+    install(&setup, "shop").await;
+    let docs = documents(&[DESTINATION_RULES, ROUTES_ALL_V1]);
+    assert_eq!(
+        outcome(&run_command(&setup, apply_command("shop", &docs)).await).0,
+        FlowOutcome::Succeeded
+    );
+    let desired = live_spec(&setup.world, 1, "VirtualService", "reviews")
+        .await
+        .unwrap();
+    let mut events = setup
+        .bus
+        .subscribe_events(
+            mesh_bus::EventFilter::Mesh(tenant(), MeshName::new("shop").unwrap()),
+            mesh_bus::StartAt::New,
+        )
+        .await
+        .unwrap();
+
+    // Someone edits the route in the second cluster by hand (another field manager).
+    let cluster = setup.world.cluster(1);
+    let client = cluster.client().await.unwrap();
+    let resource = kube::discovery::ApiResource {
+        group: "networking.istio.io".into(),
+        version: "v1".into(),
+        api_version: "networking.istio.io/v1".into(),
+        kind: "VirtualService".into(),
+        plural: "virtualservices".into(),
+    };
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client, "default", &resource);
+    let patch = json!({"spec": {"http": [{"route": [{"destination": {"host": "reviews", "subset": "v3"}}]}]}});
+    api.patch(
+        "reviews",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    let drift = next_drift(&mut events).await;
+    assert_eq!(drift.cluster.as_str(), cluster.name());
+    assert_eq!(drift.resource.name, "reviews");
+    assert_eq!(drift.drift, "changed");
+    assert!(
+        drift.fields.iter().any(|f| f.contains("subset")),
+        "{:?}",
+        drift.fields
+    );
+    assert_eq!(drift.policy, "repair");
+    let world = &setup.world;
+    eventually("the edited route is repaired", async || {
+        live_spec(world, 1, "VirtualService", "reviews")
+            .await
+            .as_ref()
+            == Some(&desired)
+    })
+    .await;
+
+    // And a deletion.
+    api.delete("reviews", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let drift = next_drift(&mut events).await;
+    assert_eq!(drift.drift, "deleted");
+    eventually("the deleted route is back", async || {
+        live_spec(world, 1, "VirtualService", "reviews")
+            .await
+            .as_ref()
+            == Some(&desired)
+    })
+    .await;
+    let store = &setup.store;
+    eventually("both repairs are recorded as succeeded flows", async || {
+        let repairs: Vec<String> = store
+            .list_flows("shop", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.def_name == "repair-drift")
+            .map(|f| f.status)
+            .collect();
+        repairs.len() >= 2 && repairs.iter().all(|s| s == "Succeeded")
+    })
+    .await;
 }

@@ -362,13 +362,19 @@ impl Validate for ApplyResources {
             {
                 return Err(InvalidMessage::new(
                     KIND,
-                    format!("apply of {} {}/{} needs a body object", change.kind, change.namespace, change.name),
+                    format!(
+                        "apply of {} {}/{} needs a body object",
+                        change.kind, change.namespace, change.name
+                    ),
                 ));
             }
             if !seen.insert((&change.kind, &change.namespace, &change.name)) {
                 return Err(InvalidMessage::new(
                     KIND,
-                    format!("{} {}/{} is changed twice in one command", change.kind, change.namespace, change.name),
+                    format!(
+                        "{} {}/{} is changed twice in one command",
+                        change.kind, change.namespace, change.name
+                    ),
                 ));
             }
         }

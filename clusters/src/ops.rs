@@ -342,10 +342,11 @@ impl ClusterOps {
         list.items
             .into_iter()
             .map(|item| {
-                let mut value = serde_json::to_value(&item).map_err(|e| OpsError::InvalidObject {
-                    what: item.metadata.name.clone().unwrap_or_default(),
-                    reason: e.to_string(),
-                })?;
+                let mut value =
+                    serde_json::to_value(&item).map_err(|e| OpsError::InvalidObject {
+                        what: item.metadata.name.clone().unwrap_or_default(),
+                        reason: e.to_string(),
+                    })?;
                 // Items of a list carry no type fields; put them back for the caller.
                 value["apiVersion"] = Value::String(api_version.to_owned());
                 value["kind"] = Value::String(kind.to_owned());

@@ -154,7 +154,10 @@ impl TaskContext<'_> {
     }
 
     /// Writes the flow's changes into `cluster`.
-    pub(super) async fn apply_resources(&self, cluster: &ClusterName) -> Result<String, ActorError> {
+    pub(super) async fn apply_resources(
+        &self,
+        cluster: &ClusterName,
+    ) -> Result<String, ActorError> {
         let changes = self.store.resource_changes(self.flow_id).await?;
         let wanted = self.wanted_from_changes(&changes, cluster, Side::After)?;
         Ok(self.converge(cluster, wanted).await?.summary(cluster))

@@ -429,9 +429,13 @@ impl FlowRunner {
                     break;
                 }
             }
-            if !self.store.list_tasks(flow.id).await?.iter().any(|t| {
-                TaskKind::parse(&t.name).is_some_and(|k| k.is_compensation())
-            }) {
+            if !self
+                .store
+                .list_tasks(flow.id)
+                .await?
+                .iter()
+                .any(|t| TaskKind::parse(&t.name).is_some_and(|k| k.is_compensation()))
+            {
                 return Ok(Completion::Done);
             }
         }

@@ -283,9 +283,7 @@ impl MeshComponent {
                 self.decide_reconfigure(command, move |config| *config = parsed)
                     .await
             }
-            Command::ApplyResources(apply) => {
-                self.decide_apply_resources(command, apply).await
-            }
+            Command::ApplyResources(apply) => self.decide_apply_resources(command, apply).await,
             Command::RepairDrift(repair) => self.decide_repair_drift(command, repair).await,
             _ => reject(format!(
                 "{} is not supported by this version of mesh-manager yet",

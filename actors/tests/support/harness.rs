@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use mesh_actors::flow::RunnerConfig;
 use mesh_actors::{Worker, WorkerConfig};
-use mesh_bus::command::CreateMesh;
 use mesh_bus::command::ClusterSpec;
+use mesh_bus::command::CreateMesh;
 use mesh_bus::{Bus, BusConfig, CommandEnvelope, Event, EventFilter, LocalBus, NatsBus, StartAt};
 use mesh_core::plan::managed_kinds;
 use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId, VersionCatalog};
@@ -92,7 +92,11 @@ pub fn tenant() -> TenantId {
     TenantId::new("acme").unwrap()
 }
 
-pub fn create_command(mesh: &str, mode: MeshMode, members: &[(&str, ClusterRole)]) -> CommandEnvelope {
+pub fn create_command(
+    mesh: &str,
+    mode: MeshMode,
+    members: &[(&str, ClusterRole)],
+) -> CommandEnvelope {
     CommandEnvelope::command(
         tenant(),
         MeshName::new(mesh).unwrap(),
@@ -200,4 +204,3 @@ pub fn assert_succeeded(event: &Event) {
         other => panic!("expected a finished flow, got {other:?}"),
     }
 }
-

@@ -278,9 +278,7 @@ impl Store {
                                 what: "istio resource",
                                 key: format!(
                                     "{} {}/{}",
-                                    change.target.kind,
-                                    change.target.namespace,
-                                    change.target.name
+                                    change.target.kind, change.target.namespace, change.target.name
                                 ),
                             });
                         }
@@ -420,8 +418,9 @@ impl Store {
     ) -> Result<usize, StoreError> {
         self.run("restore desired resources", move |conn| {
             conn.transaction(|conn| {
-                let err =
-                    |e| StoreError::query("restore desired resources", "flow", flow_id.to_string(), e);
+                let err = |e| {
+                    StoreError::query("restore desired resources", "flow", flow_id.to_string(), e)
+                };
                 let changes: Vec<ResourceChangeRecord> = resource_change::table
                     .filter(resource_change::flow_id.eq(flow_id))
                     .select(ResourceChangeRecord::as_select())
@@ -470,7 +469,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.run("begin compensation", move |conn| {
             conn.transaction(|conn| {
-                let err = |e| StoreError::query("begin compensation", "flow", flow_id.to_string(), e);
+                let err =
+                    |e| StoreError::query("begin compensation", "flow", flow_id.to_string(), e);
                 let mesh: String = flow::table
                     .find(flow_id)
                     .select(flow::mesh_name)

@@ -2,9 +2,9 @@
 //! and the mesh's other resources, then recording the new desired state and its rollout flow in
 //! one transaction.
 
+use mesh_bus::CommandEnvelope;
 use mesh_bus::command::{ApplyResources, RepairDrift, ResourceOp};
 use mesh_bus::event::{ResourceName, ResourcesChanged};
-use mesh_bus::CommandEnvelope;
 use mesh_core::resources::{
     self, Finding, IstioKind, IstioResource, ResourceKey, Severity, normalize,
 };
@@ -232,7 +232,9 @@ impl MeshComponent {
                 actual,
             }) => {
                 return reject(if actual == 0 {
-                    format!("{object} does not exist (expected generation {expected}): reload and retry")
+                    format!(
+                        "{object} does not exist (expected generation {expected}): reload and retry"
+                    )
                 } else {
                     format!(
                         "{object} is at generation {actual}, not {expected}: someone changed it; reload it and retry"
