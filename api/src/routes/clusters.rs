@@ -214,8 +214,9 @@ pub(crate) async fn cluster_client(
     cluster: &str,
 ) -> Result<kube::Client, ApiError> {
     let kubeconfig = state.store()?.cluster_kubeconfig(cluster).await?;
-    let credentials = ClusterCredentials::from_kubeconfig_yaml(&kubeconfig)
-        .map_err(|e| ApiError::Internal(format!("stored kubeconfig of {cluster} is invalid: {e}")))?;
+    let credentials = ClusterCredentials::from_kubeconfig_yaml(&kubeconfig).map_err(|e| {
+        ApiError::Internal(format!("stored kubeconfig of {cluster} is invalid: {e}"))
+    })?;
     drop(kubeconfig);
     mesh_clusters::client::client_for(&credentials)
         .await
