@@ -5,19 +5,12 @@
 //! each cluster served, by verb — waits are watches, so `watch` counts stay small and there are
 //! no polling `get`s. Run: `cargo run --release -p mesh-actors --example install_bench [runs]`.
 
-use std::sync::Arc;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::StreamExt;
-use mesh_actors::flow::RunnerConfig;
-use mesh_actors::{Worker, WorkerConfig};
-use mesh_bus::command::{ClusterSpec, CreateMesh};
-use mesh_bus::{Bus, BusConfig, CommandEnvelope, Event, EventFilter, LocalBus, StartAt};
-use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId, VersionCatalog};
-use mesh_schema::store::cluster::RegisterCluster;
-use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store};
-use mesh_sim::World;
 
 async fn one_install(
     run: usize,
@@ -25,92 +18,21 @@ async fn one_install(
     Duration,
     Vec<(String, std::collections::BTreeMap<&'static str, u64>)>,
 )> {
-    let dir = tempfile::tempdir()?;
-    let target = DatabaseTarget::parse(&format!(
-        "sqlite://{}",
-        dir.path().join("bench.db").display()
-    ))?;
-    let store = Store::open(target, SecretBox::new(&SecretKey::generate()), 4, true).await?;
-    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(BusConfig::default())?);
-    let world = World::builder()
-        .clusters(3)
-        .name_prefix(&format!("bench{run}-"))
-        .deploy_ready_delay(Duration::ZERO)
-        .remote_sync_interval(Duration::from_millis(50))
-        .start()
-        .await?;
-    for cluster in world.clusters() {
-        store
-            .register_cluster(RegisterCluster {
-                tenant_id: "bench".into(),
-                name: cluster.name().into(),
-                region: "sim".into(),
-                server: cluster.url(),
-                auth_kind: "token".into(),
-                kubeconfig: cluster.kubeconfig_yaml(),
-                status: "Reachable".into(),
-                status_message: String::new(),
-            })
-            .await?;
-    }
-    let _worker = Worker::start(
-        WorkerConfig {
-            runner: RunnerConfig {
-                backoff: Duration::from_millis(50),
-                ..RunnerConfig::default()
-            },
-        },
-        store.clone(),
-        Arc::clone(&bus),
-        Arc::new(VersionCatalog::builtin()),
-    )
-    .await?;
+    let bench = support::start(3, &format!("bench{run}-")).await?;
+    let (bus, world) = (&bench.bus, &bench.world);
     let before: Vec<_> = world
         .clusters()
         .iter()
         .map(|c| c.requests_by_verb())
         .collect();
-    let command = CommandEnvelope::command(
-        TenantId::new("bench")?,
-        MeshName::new("bench")?,
-        "bench",
-        CreateMesh {
-            title: "bench".into(),
-            region: "sim".into(),
-            version: "1.30.3".into(),
-            mode: MeshMode::MultiPrimary,
-            clusters: world
-                .clusters()
-                .iter()
-                .map(|c| {
-                    Ok(ClusterSpec {
-                        name: ClusterName::new(c.name())?,
-                        role: ClusterRole::Master,
-                        network: format!("net-{}", c.name()),
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?,
-            config: serde_json::json!({}),
-        },
-    )?;
-    let mut events = bus
-        .subscribe_events(
-            EventFilter::Mesh(command.tenant.clone(), command.mesh.clone()),
-            StartAt::New,
-        )
-        .await?;
+    let command = support::create_mesh(world)?;
     let started = Instant::now();
-    bus.publish_command(&command).await?;
-    while let Some(record) = events.next().await {
-        if let Event::FlowFinished(finished) = record?.envelope.body {
-            anyhow::ensure!(
-                finished.outcome == mesh_bus::event::FlowOutcome::Succeeded,
-                "install failed: {:?}",
-                finished.detail
-            );
-            break;
-        }
-    }
+    let finished = support::run(bus, &command).await?;
+    anyhow::ensure!(
+        finished.outcome == mesh_bus::event::FlowOutcome::Succeeded,
+        "install failed: {:?}",
+        finished.detail
+    );
     let elapsed = started.elapsed();
     let by_verb = world
         .clusters()

@@ -28,6 +28,11 @@ impl EventSink {
         Self { store, bus }
     }
 
+    /// The bus events are published on (also where commands go).
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
     /// Records an event of `flow_id` (if any). The history write must succeed; a failed publish
     /// is logged, because followers replay from the history.
     pub async fn emit(&self, event: EventEnvelope, flow_id: Option<i64>) -> Result<(), ActorError> {

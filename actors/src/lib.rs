@@ -14,13 +14,18 @@
 //! - [`connections`]: kube clients for member clusters, built from their sealed credentials.
 //! - [`events`]: the [`events::EventSink`] that appends every event to the mesh's history and
 //!   publishes it on the bus.
+//! - `drift`: per owned partition, watches on the managed Istio resources of its meshes; drift is
+//!   reported (`DriftDetected`) and, per the mesh's policy, repaired through a `RepairDrift`
+//!   command.
 //!
 //! Per mesh, commands are handled one at a time, in order; a command that arrives while a flow of
-//! the mesh runs is rejected with a `CommandRejected` event naming the flow. Every task is
+//! the mesh runs is rejected with a `CommandRejected` event naming the flow — except Istio
+//! resource changes, which wait for the running flow and then run one after the other. Every task is
 //! idempotent (server-side apply, "ensure" semantics), so a flow interrupted anywhere is resumed by
 //! re-running its current task.
 
 pub mod connections;
+mod drift;
 pub mod error;
 pub mod events;
 pub mod flow;

@@ -30,6 +30,8 @@ struct Owned {
     renewed_at: std::time::Instant,
     owner: Addr<PartitionOwner>,
     runner: FlowRunner,
+    /// Watches the partition's managed Istio resources; stopped when the partition goes.
+    _drift: crate::drift::DriftHandle,
 }
 
 /// The ownership loop of one worker.
@@ -226,6 +228,7 @@ impl Ownership {
                 lease,
                 renewed_at: std::time::Instant::now(),
                 owner,
+                _drift: crate::drift::supervise(runner.clone(), partition, self.partitions()),
                 runner,
             },
         );

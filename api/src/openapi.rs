@@ -16,7 +16,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::envelope::ErrorResponse;
-use crate::routes::{clusters, config, events, flows, health, meshes, upgrade};
+use crate::routes::{clusters, config, events, flows, health, meshes, resources, upgrade};
 
 /// Name of the bearer-token security scheme.
 pub const BEARER_SCHEME: &str = "bearer";
@@ -232,6 +232,13 @@ impl Modify for SecuritySchemes {
         meshes::set_sampling,
         upgrade::upgrade,
         upgrade::canary,
+        resources::apply_batch,
+        resources::list_all,
+        resources::list_kind,
+        resources::apply_one,
+        resources::get_one,
+        resources::delete_one,
+        resources::list_cluster_kind,
         flows::list,
         flows::get,
         events::stream,
@@ -257,6 +264,7 @@ impl Modify for SecuritySchemes {
         (name = "meta", description = "Health, readiness, metrics, this document, the version catalog"),
         (name = "clusters", description = "Registered Kubernetes clusters"),
         (name = "meshes", description = "Meshes: create, read, delete, settings"),
+        (name = "resources", description = "Istio resources of a mesh (VirtualService, DestinationRule, Gateway, …): desired state, dry runs with per-cluster diffs, atomic rollouts"),
         (name = "flows", description = "The flows (long operations) of a mesh and their tasks"),
         (name = "events", description = "The events of a mesh as server-sent events"),
     )

@@ -72,7 +72,10 @@ async fn every_documented_operation_is_routed_and_secured_ones_need_a_token() {
         let uri = path
             .replace("{mesh}", "prod")
             .replace("{cluster}", "c1")
-            .replace("{flow}", "1");
+            .replace("{flow}", "1")
+            .replace("{namespace}", "default")
+            .replace("{kind}", "virtualservices")
+            .replace("{name}", "reviews");
         assert!(!uri.contains('{'), "unfilled parameter in {path}");
         for (method, operation) in item.as_object().unwrap() {
             operations += 1;

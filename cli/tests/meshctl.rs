@@ -246,6 +246,68 @@ fn the_quickstart_creates_watches_describes_and_deletes_a_multi_primary_mesh() {
         "{flows}"
     );
 
+    // Traffic rules: a dry run with a diff, the rollout, the desired state, a broken rule.
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/data/istio/samples");
+    let mut rules = String::new();
+    for file in ["destination-rule-all.yaml", "virtual-service-all-v1.yaml"] {
+        rules.push_str(&std::fs::read_to_string(samples.join(file)).unwrap());
+        rules.push_str("\n---\n");
+    }
+    std::fs::write(dir.join("rules.yaml"), &rules).unwrap();
+    let planned = ok(
+        dir,
+        &server,
+        &["apply", "-f", "rules.yaml", "--mesh", "demo", "--diff"],
+    );
+    for expected in [
+        "cluster sim-1:",
+        "create",
+        "VirtualService default/reviews",
+        "nothing was written",
+    ] {
+        assert!(planned.contains(expected), "{expected:?} in\n{planned}");
+    }
+    let applied = meshctl(
+        dir,
+        &server,
+        &[
+            "apply",
+            "-f",
+            "rules.yaml",
+            "--mesh",
+            "demo",
+            "--wait",
+            "--timeout",
+            "45s",
+        ],
+    );
+    assert!(
+        applied.status.success() && stdout(&applied).contains("apply-resources succeeded"),
+        "{}{}",
+        stdout(&applied),
+        stderr(&applied)
+    );
+    let planned = ok(
+        dir,
+        &server,
+        &["apply", "-f", "rules.yaml", "--mesh", "demo", "--dry-run"],
+    );
+    assert!(
+        planned.contains("unchanged") && !planned.contains("create "),
+        "a second apply changes nothing:\n{planned}"
+    );
+    std::fs::write(
+        dir.join("broken.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: ratings\nspec:\n  hosts: [ratings]\n  http:\n  - route:\n    - destination: {host: ratings, subset: v9}\n",
+    )
+    .unwrap();
+    let line = refused(
+        dir,
+        &server,
+        &["apply", "-f", "broken.yaml", "--mesh", "demo", "--wait"],
+    );
+    assert!(line.contains("v9"), "the undefined subset is named: {line}");
+
     // Refusals are one line and a non-zero exit.
     let viewer = clean(MESHD, dir)
         .args(["token", "create", "--tenant", "default", "--role", "viewer"])

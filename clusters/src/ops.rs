@@ -355,6 +355,43 @@ impl ClusterOps {
             .collect()
     }
 
+    /// A stream that yields once the objects of a kind carrying `label_selector` are listed and
+    /// again whenever one of them is created, changed or deleted, in any namespace (a watch that
+    /// re-lists and resumes on its own after errors). A kind the cluster does not serve never
+    /// yields.
+    pub async fn watch_changes(
+        &self,
+        api_version: &str,
+        kind: &str,
+        label_selector: &str,
+    ) -> Result<futures::stream::BoxStream<'static, ()>, OpsError> {
+        use futures::StreamExt as _;
+        use kube::runtime::{WatchStreamExt as _, watcher};
+        let (resource, caps) = match self.resource(api_version, kind).await {
+            Ok(found) => found,
+            Err(OpsError::UnknownKind { .. }) => return Ok(futures::stream::pending().boxed()),
+            Err(e) => return Err(e),
+        };
+        let api = match caps.scope {
+            Scope::Namespaced => Api::<DynamicObject>::all_with(self.client.clone(), &resource),
+            Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+        };
+        let config = watcher::Config::default().labels(label_selector);
+        Ok(watcher(api, config)
+            .default_backoff()
+            .filter_map(|event| async move {
+                match event {
+                    Ok(
+                        watcher::Event::Apply(_)
+                        | watcher::Event::Delete(_)
+                        | watcher::Event::InitDone,
+                    ) => Some(()),
+                    _ => None,
+                }
+            })
+            .boxed())
+    }
+
     /// Merges `labels` and `annotations` into a namespace mesh-manager does not own (a `null`
     /// value removes a key). The namespace is created when missing.
     pub async fn patch_namespace_metadata(

@@ -38,5 +38,6 @@ pub use plan::{
     remote_secret_targets, render_remote_kubeconfig,
 };
 pub use spec::{
-    MemberSpec, MeshConfig, MeshSpec, OutboundTrafficPolicy, Replicas, SpecError, SpecErrorKind,
+    DriftPolicy, MemberSpec, MeshConfig, MeshSpec, OutboundTrafficPolicy, Replicas, SpecError,
+    SpecErrorKind,
 };

@@ -176,6 +176,30 @@ pub struct MeshConfig {
     pub auto_injection_namespaces: BTreeMap<String, Vec<String>>,
     /// Component replica counts.
     pub replicas: Replicas,
+    /// What happens when a managed Istio resource is changed directly in a cluster.
+    pub drift_policy: DriftPolicy,
+}
+
+/// What mesh-manager does about drift: a managed Istio resource edited or deleted directly in a
+/// member cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftPolicy {
+    /// Report it (`DriftDetected`) and put the desired version back.
+    #[default]
+    Repair,
+    /// Report it and leave the cluster as it is.
+    Report,
+}
+
+impl DriftPolicy {
+    /// The policy's name (`repair`, `report`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Repair => "repair",
+            Self::Report => "report",
+        }
+    }
 }
 
 impl Default for MeshConfig {
@@ -185,6 +209,7 @@ impl Default for MeshConfig {
             trace_sampling: 1.0,
             auto_injection_namespaces: BTreeMap::new(),
             replicas: Replicas::default(),
+            drift_policy: DriftPolicy::default(),
         }
     }
 }

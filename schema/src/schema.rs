@@ -237,7 +237,7 @@ diesel::table! {
         body -> Text,
         generation -> BigInt,
         #[max_length = 64]
-        content_hash -> Char,
+        content_hash -> Varchar,
         #[max_length = 255]
         updated_by -> Varchar,
         created_at -> Timestamp,

@@ -38,6 +38,9 @@ pub struct RunnerConfig {
     pub processor: String,
     /// The lease epoch writes are fenced by.
     pub epoch: i64,
+    /// How often managed Istio resources are compared with the desired state even when no watch
+    /// event arrived (watches report edits at once; this is the safety net).
+    pub drift_resync: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -49,6 +52,7 @@ impl Default for RunnerConfig {
             heartbeat: Duration::from_secs(5),
             processor: "meshd".into(),
             epoch: 0,
+            drift_resync: Duration::from_secs(30),
         }
     }
 }
@@ -241,6 +245,11 @@ impl FlowRunner {
     /// The store the runner writes to.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The connections to member clusters.
+    pub fn connections(&self) -> &ClusterConnections {
+        &self.connections
     }
 
     /// The event sink.

@@ -10,6 +10,9 @@ use mesh_core::FlowStatus;
 
 use super::component::{Acceptance, MeshComponent};
 
+/// How long a deferred command waits before it is delivered again.
+const DEFER_DELAY: Duration = Duration::from_millis(500);
+
 /// A command delivery for this mesh.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -79,6 +82,9 @@ impl Handler<HandleCommand> for MeshActor {
         let work = async move {
             let accepted = component.accept(delivery.envelope()).await;
             match &accepted {
+                Ok(Acceptance::Deferred) => {
+                    let _ = delivery.nak(Some(DEFER_DELAY)).await;
+                }
                 Ok(_) => {
                     if let Err(error) = delivery.ack().await {
                         tracing::warn!(%error, "command handled but not acknowledged; it will come again");

@@ -1,5 +1,7 @@
 //! Accepting commands: the idempotency gate, the decision, the flow.
 
+mod resources;
+
 use std::sync::Arc;
 
 use mesh_bus::command::{
@@ -31,6 +33,9 @@ pub enum Acceptance {
     Rejected(String),
     /// Accepted; this flow carries it out (run or resume it).
     Started(i64),
+    /// Not decided yet: the mesh is busy with a flow this command must follow; deliver it again
+    /// shortly (changes to the same objects are carried out one after the other, in order).
+    Deferred,
 }
 
 /// A decision about a command.
@@ -41,6 +46,13 @@ enum Decision {
         tasks: Vec<TaskKind>,
         announce: Option<Event>,
     },
+    /// The decision recorded its flow itself (in the same transaction as its other effects).
+    Recorded {
+        flow_id: i64,
+        announce: Option<Event>,
+    },
+    /// Wait for the running flow to end, then decide.
+    Defer,
 }
 
 /// The logic of a mesh actor.
@@ -139,6 +151,21 @@ impl MeshComponent {
                 tracing::info!(%reason, kind = command.kind(), "command rejected");
                 Ok(Acceptance::Rejected(reason))
             }
+            Decision::Defer => Ok(Acceptance::Deferred),
+            Decision::Recorded { flow_id, announce } => {
+                self.emit_for(
+                    command,
+                    CommandAccepted {
+                        command: command.kind().to_owned(),
+                    },
+                    Some(flow_id),
+                )
+                .await?;
+                if let Some(event) = announce {
+                    self.emit_for(command, event, Some(flow_id)).await?;
+                }
+                Ok(Acceptance::Started(flow_id))
+            }
             Decision::Start {
                 def_name,
                 tasks,
@@ -214,6 +241,13 @@ impl MeshComponent {
         redelivered: bool,
     ) -> Result<Decision, ActorError> {
         if let Some((flow_id, def_name)) = self.running_flow(command.mesh.as_str()).await? {
+            if matches!(
+                command.body,
+                Command::ApplyResources(_) | Command::RepairDrift(_)
+            ) {
+                tracing::debug!(flow = flow_id, "mesh busy; resource change deferred");
+                return Ok(Decision::Defer);
+            }
             return reject(format!(
                 "mesh {} is busy: flow {flow_id} ({def_name}) is still running; retry when it has finished",
                 command.mesh
@@ -258,6 +292,8 @@ impl MeshComponent {
                 self.decide_reconfigure(command, move |config| *config = parsed)
                     .await
             }
+            Command::ApplyResources(apply) => self.decide_apply_resources(command, apply).await,
+            Command::RepairDrift(repair) => self.decide_repair_drift(command, repair).await,
             _ => reject(format!(
                 "{} is not supported by this version of mesh-manager yet",
                 command.kind()

@@ -208,7 +208,22 @@ pub async fn list(caller: Caller, state: web::Data<ApiState>) -> Result<HttpResp
 }
 
 /// A registered cluster the caller may see, or 404.
-async fn visible(
+/// A client for a registered cluster, from its sealed kubeconfig.
+pub(crate) async fn cluster_client(
+    state: &ApiState,
+    cluster: &str,
+) -> Result<kube::Client, ApiError> {
+    let kubeconfig = state.store()?.cluster_kubeconfig(cluster).await?;
+    let credentials = ClusterCredentials::from_kubeconfig_yaml(&kubeconfig).map_err(|e| {
+        ApiError::Internal(format!("stored kubeconfig of {cluster} is invalid: {e}"))
+    })?;
+    drop(kubeconfig);
+    mesh_clusters::client::client_for(&credentials)
+        .await
+        .map_err(|e| ApiError::ClusterUnavailable(format!("cluster {cluster} did not answer: {e}")))
+}
+
+pub(crate) async fn visible(
     caller: &Caller,
     state: &ApiState,
     name: &str,
@@ -324,21 +339,11 @@ pub async fn namespaces(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let record = visible(&caller, &state, &path).await?;
-    let kubeconfig = state.store()?.cluster_kubeconfig(&record.name).await?;
-    let credentials = ClusterCredentials::from_kubeconfig_yaml(&kubeconfig).map_err(|e| {
-        ApiError::Internal(format!(
-            "stored kubeconfig of {} is invalid: {e}",
-            record.name
-        ))
-    })?;
-    drop(kubeconfig);
     let unavailable = |error: String| {
         tracing::warn!(cluster = %record.name, %error, "cannot list namespaces");
         ApiError::ClusterUnavailable(format!("cluster {} did not answer: {error}", record.name))
     };
-    let client = mesh_clusters::client::client_for(&credentials)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+    let client = cluster_client(&state, &record.name).await?;
     let api: kube::Api<Namespace> = kube::Api::all(client);
     let mut views = Vec::new();
     let mut params = ListParams::default().limit(500);

@@ -7,6 +7,9 @@
 //! - `GET /apis/v1/mesh/config/istioversions`: installable Istio versions, newest first.
 //! - [`clusters`]: `POST|GET /clusters`, `GET|DELETE /clusters/{c}`, `GET /clusters/{c}/namespaces`.
 //! - [`meshes`]: `POST|GET /meshes`, `GET|DELETE /meshes/{m}`, `POST /meshes/{m}/sampling`.
+//! - [`resources`]: Istio resources — `GET|POST /meshes/{m}/resources` (batch, `?dryRun=true`),
+//!   `GET|POST /meshes/{m}/namespaces/{ns}/{kind}`, `GET|DELETE …/{kind}/{name}`,
+//!   `GET /clusters/{c}/namespaces/{ns}/{kind}` (live).
 //! - [`flows`]: `GET /meshes/{m}/flows`, `GET /meshes/{m}/flows/{id}`.
 //! - [`events`]: `GET /meshes/{m}/events`, server-sent events.
 //! - anything else: a JSON 404 (or 405 for a known path with another method) in the envelope.
@@ -23,6 +26,7 @@ pub mod events;
 pub mod flows;
 pub mod health;
 pub mod meshes;
+pub mod resources;
 pub mod upgrade;
 
 use actix_web::middleware::from_fn;
@@ -88,6 +92,25 @@ fn api_scope() -> actix_web::Scope<
         )
         .service(resource("/meshes/{mesh}/canary").post(upgrade::canary))
         .service(resource("/meshes/{mesh}/sampling").post(meshes::set_sampling))
+        .service(
+            resource("/meshes/{mesh}/resources")
+                .get(resources::list_all)
+                .post(resources::apply_batch),
+        )
+        .service(
+            resource("/meshes/{mesh}/namespaces/{namespace}/{kind}")
+                .get(resources::list_kind)
+                .post(resources::apply_one),
+        )
+        .service(
+            resource("/meshes/{mesh}/namespaces/{namespace}/{kind}/{name}")
+                .get(resources::get_one)
+                .delete(resources::delete_one),
+        )
+        .service(
+            resource("/clusters/{cluster}/namespaces/{namespace}/{kind}")
+                .get(resources::list_cluster_kind),
+        )
         .service(resource("/meshes/{mesh}/flows").get(flows::list))
         .service(resource("/meshes/{mesh}/flows/{flow}").get(flows::get))
         .service(resource("/meshes/{mesh}/events").get(events::stream))

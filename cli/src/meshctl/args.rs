@@ -54,6 +54,28 @@ pub enum Command {
     /// Istio meshes.
     #[command(subcommand)]
     Mesh(MeshCommand),
+    /// Apply Istio resources (VirtualService, DestinationRule, Gateway, …) from a YAML or JSON
+    /// file to every cluster of a mesh that needs them, as one all-or-nothing rollout.
+    Apply {
+        /// The file (multi-document YAML or JSON; `-` for standard input).
+        #[arg(short = 'f', long = "filename")]
+        file: std::path::PathBuf,
+        /// The mesh.
+        #[arg(long, env = "MESHCTL_MESH")]
+        mesh: String,
+        /// Namespace for objects that name none.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Validate and show per cluster what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Like --dry-run, and list every changed field with its old and new value.
+        #[arg(long)]
+        diff: bool,
+        /// Waiting for the rollout.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// Print a mesh's events (history; with -f, then live).
     Events {
         /// The mesh.

@@ -92,6 +92,16 @@ impl ApiClient {
             .await
     }
 
+    /// `POST path` with a text body (YAML or JSON objects).
+    pub async fn post_text(&self, path: &str, body: String) -> Result<Value> {
+        self.send(
+            self.request(reqwest::Method::POST, path)
+                .header(reqwest::header::CONTENT_TYPE, "application/yaml")
+                .body(body),
+        )
+        .await
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> Result<Value> {
         self.send(self.request(reqwest::Method::DELETE, path)).await

@@ -56,6 +56,21 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Cluster(command) => cmd::cluster::run(&client, format, command).await,
         Command::Mesh(command) => cmd::mesh::run(&client, format, command).await,
+        Command::Apply {
+            file,
+            mesh,
+            namespace,
+            dry_run,
+            diff,
+            wait,
+        } => {
+            let options = cmd::apply::ApplyOptions {
+                namespace,
+                dry_run: dry_run || diff,
+                diff,
+            };
+            cmd::apply::apply(&client, format, &file, &mesh, &options, &wait).await
+        }
         Command::Events { mesh, follow } => {
             cmd::events::events(&client, format, &mesh, follow).await
         }

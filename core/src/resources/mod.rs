@@ -251,8 +251,15 @@ pub fn targets(spec: &MeshSpec) -> Vec<ClusterName> {
         .collect()
 }
 
-/// The body mesh-manager writes into a cluster: the desired object with the managed-by and mesh
-/// labels, so drift watches and cleanup find it.
+/// Label marking the Istio resources tenants manage through mesh-manager, so they are told apart
+/// from the Istio objects an install itself writes (the east-west Gateway, `istiod-vs`), which
+/// carry the same managed-by and mesh labels.
+pub const ORIGIN_LABEL: &str = "mesh-manager.io/origin";
+/// Value of [`ORIGIN_LABEL`] on tenants' resources.
+pub const ORIGIN_TENANT: &str = "tenant";
+
+/// The body mesh-manager writes into a cluster: the desired object with the managed-by, mesh and
+/// origin labels, so drift watches and cleanup find it.
 pub fn with_managed_labels(body: &Value, mesh: &crate::MeshName) -> Value {
     let mut body = body.clone();
     if !body["metadata"]["labels"].is_object() {
@@ -260,12 +267,16 @@ pub fn with_managed_labels(body: &Value, mesh: &crate::MeshName) -> Value {
     }
     body["metadata"]["labels"][plan::MANAGED_BY_LABEL] = Value::from(plan::MANAGED_BY_VALUE);
     body["metadata"]["labels"][plan::MESH_LABEL] = Value::from(mesh.as_str());
+    body["metadata"]["labels"][ORIGIN_LABEL] = Value::from(ORIGIN_TENANT);
     body
 }
 
 /// The label selector of a mesh's managed Istio resources in a cluster.
 pub fn managed_resource_selector(mesh: &crate::MeshName) -> String {
-    plan::managed_selector(mesh)
+    format!(
+        "{},{ORIGIN_LABEL}={ORIGIN_TENANT}",
+        plan::managed_selector(mesh)
+    )
 }
 
 /// Validates a set of objects: each against its CRD schema and Istio's own rules, then the set as

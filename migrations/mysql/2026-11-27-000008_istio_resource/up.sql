@@ -11,7 +11,7 @@ CREATE TABLE istio_resource (
   name varchar(253) NOT NULL,
   body mediumtext NOT NULL,
   generation bigint(20) NOT NULL DEFAULT 1,
-  content_hash char(64) NOT NULL,
+  content_hash varchar(64) NOT NULL,
   updated_by varchar(255) NOT NULL DEFAULT '',
   created_at timestamp NOT NULL DEFAULT current_timestamp(),
   updated_at timestamp NOT NULL DEFAULT current_timestamp() ON UPDATE current_timestamp(),

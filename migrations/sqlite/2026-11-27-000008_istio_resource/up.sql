@@ -9,7 +9,7 @@ CREATE TABLE istio_resource (
   name varchar(253) NOT NULL,
   body text NOT NULL,
   generation bigint NOT NULL DEFAULT 1,
-  content_hash char(64) NOT NULL,
+  content_hash varchar(64) NOT NULL,
   updated_by varchar(255) NOT NULL DEFAULT '',
   created_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP,
   updated_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP

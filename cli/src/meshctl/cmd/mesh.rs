@@ -204,7 +204,7 @@ async fn create(client: &ApiClient, format: Format, file: &Path, wait: &WaitArgs
 /// operation that removes the mesh is still followed to its end; for a create it is opened right
 /// after, once a worker has recorded the mesh.
 #[allow(clippy::too_many_arguments)]
-async fn operate(
+pub(crate) async fn operate(
     client: &ApiClient,
     format: Format,
     mesh: &str,

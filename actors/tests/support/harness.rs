@@ -1,0 +1,206 @@
+//! A whole mesh-manager world for end-to-end actor tests: a database (MariaDB or SQLite), a bus
+//! (NATS or in-process), simulated clusters registered for tenant `acme`, one worker; and helpers
+//! to run a command to its end and to report what the flows did.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use mesh_actors::flow::RunnerConfig;
+use mesh_actors::{Worker, WorkerConfig};
+use mesh_bus::command::ClusterSpec;
+use mesh_bus::command::CreateMesh;
+use mesh_bus::{Bus, BusConfig, CommandEnvelope, Event, EventFilter, LocalBus, NatsBus, StartAt};
+use mesh_core::plan::managed_kinds;
+use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId, VersionCatalog};
+use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store};
+use mesh_sim::World;
+use mesh_testkit::mariadb::TestDatabase;
+
+pub struct Setup {
+    pub store: Store,
+    pub bus: Arc<dyn Bus>,
+    pub world: World,
+    _worker: Worker,
+    _database: Option<TestDatabase>,
+    _dir: tempfile::TempDir,
+    _nats: Option<mesh_testkit::nats::NatsServer>,
+}
+
+pub async fn setup(clusters: usize, mariadb: bool, nats: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let database = mariadb.then(TestDatabase::create);
+    let url = match &database {
+        Some(db) => db.url(),
+        None => format!("sqlite://{}", dir.path().join("meshd.db").display()),
+    };
+    let store = Store::open(
+        DatabaseTarget::parse(&url).unwrap(),
+        SecretBox::new(&SecretKey::generate()),
+        8,
+        true,
+    )
+    .await
+    .unwrap();
+    let (bus, nats_server): (Arc<dyn Bus>, _) = if nats {
+        let server = mesh_testkit::nats::NatsServer::start();
+        let config = BusConfig::with_root(mesh_testkit::nats::unique_root());
+        (
+            Arc::new(NatsBus::connect(server.url(), config).await.unwrap()),
+            Some(server),
+        )
+    } else {
+        (Arc::new(LocalBus::new(BusConfig::default()).unwrap()), None)
+    };
+    let world = World::builder()
+        .clusters(clusters)
+        .deploy_ready_delay(Duration::from_millis(50))
+        .remote_sync_interval(Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    super::register_world(&store, &world, "acme").await;
+    let config = WorkerConfig {
+        runner: RunnerConfig {
+            wait_timeout: Duration::from_secs(10),
+            backoff: Duration::from_millis(100),
+            attempts: 40,
+            heartbeat: Duration::from_millis(500),
+            ..RunnerConfig::default()
+        },
+    };
+    let worker = Worker::start(
+        config,
+        store.clone(),
+        Arc::clone(&bus),
+        Arc::new(VersionCatalog::builtin()),
+    )
+    .await
+    .unwrap();
+    Setup {
+        store,
+        bus,
+        world,
+        _worker: worker,
+        _database: database,
+        _dir: dir,
+        _nats: nats_server,
+    }
+}
+
+pub fn tenant() -> TenantId {
+    TenantId::new("acme").unwrap()
+}
+
+pub fn create_command(
+    mesh: &str,
+    mode: MeshMode,
+    members: &[(&str, ClusterRole)],
+) -> CommandEnvelope {
+    CommandEnvelope::command(
+        tenant(),
+        MeshName::new(mesh).unwrap(),
+        "test",
+        CreateMesh {
+            title: format!("{mesh} mesh"),
+            region: "sim".into(),
+            version: "1.30.3".into(),
+            mode,
+            clusters: members
+                .iter()
+                .map(|(name, role)| ClusterSpec {
+                    name: ClusterName::new(*name).unwrap(),
+                    role: *role,
+                    network: format!("net-{name}"),
+                })
+                .collect(),
+            config: serde_json::json!({"traceSampling": 2.5}),
+        },
+    )
+    .unwrap()
+}
+
+/// What the flows of a mesh did, for failure messages.
+pub async fn flow_report(store: &Store, mesh: &str) -> String {
+    let mut report = String::new();
+    for flow in store.list_flows(mesh, 10).await.unwrap() {
+        report.push_str(&format!(
+            "flow {} {} {}\n",
+            flow.id, flow.def_name, flow.status
+        ));
+        for task in store.list_tasks(flow.id).await.unwrap() {
+            report.push_str(&format!(
+                "  {} {} {:?} {:?}\n",
+                task.name, task.status, task.error, task.log
+            ));
+        }
+    }
+    report
+}
+
+/// Publishes a command and waits for the event that ends it (FlowFinished or CommandRejected).
+pub async fn run_command(setup: &Setup, command: CommandEnvelope) -> Event {
+    let bus = &setup.bus;
+    let mut events = bus
+        .subscribe_events(
+            EventFilter::Mesh(command.tenant.clone(), command.mesh.clone()),
+            StartAt::Beginning,
+        )
+        .await
+        .unwrap();
+    bus.publish_command(&command).await.unwrap();
+    let wait = async {
+        while let Some(record) = events.next().await {
+            let record = record.unwrap();
+            if record.envelope.correlation_id != command.correlation_id {
+                continue;
+            }
+            if matches!(
+                record.envelope.body,
+                Event::FlowFinished(_) | Event::CommandRejected(_)
+            ) {
+                return record.envelope.body;
+            }
+        }
+        panic!("event stream ended");
+    };
+    match tokio::time::timeout(Duration::from_secs(240), wait).await {
+        Ok(event) => event,
+        Err(_) => panic!(
+            "the command did not finish in time:\n{}",
+            flow_report(&setup.store, command.mesh.as_str()).await
+        ),
+    }
+}
+
+pub async fn managed_objects(world: &World, mesh: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for cluster in world.clusters() {
+        let client = cluster.client().await.unwrap();
+        let ops = mesh_clusters::ClusterOps::new(cluster.name(), client);
+        for kind in managed_kinds() {
+            let selector =
+                format!("app.kubernetes.io/managed-by=mesh-manager,mesh-manager.io/mesh={mesh}");
+            for object in ops
+                .list_labelled(kind.api_version, kind.kind, &selector)
+                .await
+                .unwrap()
+            {
+                found.push(format!("{}: {object}", cluster.name()));
+            }
+        }
+    }
+    found
+}
+
+pub fn assert_succeeded(event: &Event) {
+    match event {
+        Event::FlowFinished(finished) => assert_eq!(
+            finished.outcome,
+            mesh_bus::event::FlowOutcome::Succeeded,
+            "flow failed: {:?}",
+            finished.detail
+        ),
+        other => panic!("expected a finished flow, got {other:?}"),
+    }
+}
