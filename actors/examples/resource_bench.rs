@@ -25,7 +25,7 @@ const OBJECTS: usize = 100;
 /// Object `i` of the batch: a DestinationRule (even) or a VirtualService (odd) for service `i`.
 fn object(i: usize, version: &str) -> Value {
     let host = format!("svc-{i}");
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
                "metadata": {"name": host, "namespace": "default"},
                "spec": {"host": host, "subsets": [{"name": "v1", "labels": {"version": version}}]}})
@@ -40,7 +40,7 @@ fn object(i: usize, version: &str) -> Value {
 fn batch(changed: usize) -> anyhow::Result<CommandEnvelope> {
     let changes = (0..OBJECTS)
         .map(|i| {
-            let version = if i < changed * 2 && i % 2 == 0 {
+            let version = if i < changed * 2 && i.is_multiple_of(2) {
                 "v2"
             } else {
                 "v1"

@@ -294,10 +294,6 @@ impl MeshComponent {
             }
             Command::ApplyResources(apply) => self.decide_apply_resources(command, apply).await,
             Command::RepairDrift(repair) => self.decide_repair_drift(command, repair).await,
-            _ => reject(format!(
-                "{} is not supported by this version of mesh-manager yet",
-                command.kind()
-            )),
         }
     }
 
