@@ -479,6 +479,26 @@ impl ClusterOps {
         .map(drop)
     }
 
+    /// Waits (by watch) until a Deployment no longer exists (its owner was deleted and the
+    /// garbage collector took it).
+    pub async fn wait_deployment_gone(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(), OpsError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        self.wait(
+            api,
+            name,
+            format!("Deployment {namespace}/{name} to be removed"),
+            timeout,
+            |d: Option<&Deployment>| d.is_none(),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Waits (by watch) until a LoadBalancer Service has an address, and returns it.
     pub async fn wait_load_balancer_address(
         &self,

@@ -823,9 +823,17 @@ impl TaskContext<'_> {
         }
         for namespace in &namespaces {
             for deployment in connection.ops.unavailable_deployments(namespace).await? {
-                reading
-                    .unavailable_workloads
-                    .push(format!("{namespace}/{deployment}"));
+                // The batch has just restarted these workloads: their rollout gets the wait
+                // timeout to finish (a watch, not a poll) before the gate counts them as down.
+                let rolled_out = connection
+                    .ops
+                    .wait_deployment_available(namespace, &deployment, self.config.wait_timeout)
+                    .await;
+                if rolled_out.is_err() {
+                    reading
+                        .unavailable_workloads
+                        .push(format!("{namespace}/{deployment}"));
+                }
             }
         }
         match rules::evaluate_gate(&reading, options.max_error_ratio) {
@@ -934,6 +942,17 @@ impl TaskContext<'_> {
             .await?;
         let connection = self.connections.get(cluster.as_str()).await?;
         let removed = old != revision && connection.ops.delete(&revision_ref(&old)).await?;
+        if old != revision {
+            // Done only when the old control plane is really gone, not just its revision.
+            connection
+                .ops
+                .wait_deployment_gone(
+                    "istio-system",
+                    &mesh_core::plan::istiod_service(&old),
+                    self.config.wait_timeout,
+                )
+                .await?;
+        }
         self.store
             .update_member_phase(cluster.as_str(), "Running", "", None)
             .await?;
@@ -1039,6 +1058,16 @@ impl TaskContext<'_> {
             }
         }
         let removed = old != new && connection.ops.delete(&revision_ref(&new)).await?;
+        if old != new {
+            connection
+                .ops
+                .wait_deployment_gone(
+                    "istio-system",
+                    &mesh_core::plan::istiod_service(&new),
+                    self.config.wait_timeout,
+                )
+                .await?;
+        }
         self.store
             .update_member_phase(cluster.as_str(), "Running", "", None)
             .await?;
