@@ -4,14 +4,22 @@
 //! - the raw limits: a JetStream publish → consume → ack loop, and a single-row MariaDB commit loop;
 //! - end-to-end throughput of a light command (`SetTraceSampling` on single-cluster meshes whose
 //!   simulated clusters answer at once), publish to committed effect (`FlowFinished`), with 1, 2
-//!   and 3 workers; then the same with 20 ms of simulated API latency (I/O-bound);
+//!   and 3 workers; then the same with 20 ms of simulated API latency (I/O-bound). One command is
+//!   in flight per mesh at any time (a mesh runs one flow at a time), over many meshes spread over
+//!   the partitions, so every worker has work; completions are counted after a warm-up;
 //! - failover: from killing the owner of a partition to that partition's meshes making progress
 //!   again (a command accepted), p50/p99 over the cycles, next to the lease TTL.
 //!
-//! Workers are real `Worker`s with their own actix runtime each, sharing partitions through NATS
-//! key-value leases; "kill" drops a worker's runtime at once, as SIGKILL would. Needs a NATS server
-//! (`MESH_TEST_NATS_URL` or `.tools/py/bin/nats-server`) and MariaDB (`MESH_TEST_MYSQL_URL`).
-//! Run: `cargo run --release -p mesh-actors --example worker_bench [seconds-per-measurement]`.
+//! Workers are real `Worker`s with their own actix runtime (thread) and their own database pool
+//! each, as separate processes would have, sharing partitions through NATS key-value leases; "kill"
+//! drops a worker's runtime at once, as SIGKILL would. The simulated clusters run on a runtime of
+//! their own. Each worker runs at most `max_concurrent_tasks` (default 16) tasks at once: its
+//! capacity for cluster I/O, which more workers add to; the I/O-bound measurement gives each
+//! worker 4, so that on a small machine a worker's slots rather than the shared CPUs are the limit
+//! being scaled. Needs a NATS server (`MESH_TEST_NATS_URL`
+//! or `.tools/py/bin/nats-server`) and MariaDB (`MESH_TEST_MYSQL_URL`).
+//! Run: `cargo run --release -p mesh-actors --example worker_bench [seconds-per-measurement]
+//! [meshes]` (defaults 8 s, 48 meshes).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +28,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use futures::StreamExt;
 use mesh_actors::flow::RunnerConfig;
+use mesh_actors::flow::runner::DEFAULT_MAX_CONCURRENT_TASKS;
 use mesh_actors::{Worker, WorkerConfig};
 use mesh_bus::command::{ClusterSpec, CreateMesh, SamplingPercent, SetTraceSampling};
 use mesh_bus::{
@@ -30,7 +39,11 @@ use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store};
 
 const LEASE_TTL: Duration = Duration::from_secs(2);
-const MESHES: usize = 12;
+const MESHES: usize = 48;
+const WARM_UP: Duration = Duration::from_secs(2);
+/// Task slots of each worker in the I/O-bound measurement (`max_concurrent_tasks`): small enough
+/// that one worker's slots, not this machine's two shared CPUs, are what a second worker adds to.
+const IO_TASK_SLOTS: usize = 4;
 
 struct ThreadWorker {
     name: String,
@@ -39,12 +52,20 @@ struct ThreadWorker {
 }
 
 impl ThreadWorker {
-    fn start(name: String, store: Store, nats_url: String, root: String) -> Self {
+    fn start(
+        name: String,
+        database_url: String,
+        nats_url: String,
+        root: String,
+        max_concurrent_tasks: usize,
+    ) -> Self {
         let label = name.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, is_ready) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
+                // Its own pool, as a separate process would have.
+                let store = open_store(&database_url).await.expect("store");
                 let nats = NatsBus::connect(&nats_url, BusConfig::with_root(root))
                     .await
                     .expect("bus");
@@ -54,6 +75,7 @@ impl ThreadWorker {
                     runner: RunnerConfig {
                         processor: name,
                         backoff: Duration::from_millis(50),
+                        max_concurrent_tasks,
                         ..RunnerConfig::default()
                     },
                 };
@@ -86,6 +108,23 @@ impl ThreadWorker {
             let _ = thread.join();
         }
     }
+}
+
+async fn open_store(url: &str) -> anyhow::Result<Store> {
+    Ok(Store::open(
+        DatabaseTarget::parse(url)?,
+        SecretBox::new(&bench_key()?),
+        16,
+        false,
+    )
+    .await?)
+}
+
+/// The sealing key every worker of the bench shares, made once per run.
+fn bench_key() -> anyhow::Result<SecretKey> {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = KEY.get_or_init(|| SecretKey::generate().to_base64());
+    Ok(SecretKey::from_base64(text, "bench")?)
 }
 
 fn tenant() -> TenantId {
@@ -143,7 +182,8 @@ fn raw_mariadb(url: &str, seconds: f64) -> anyhow::Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Keeps one sampling command in flight per mesh for `seconds`; returns completed flows per second.
+/// Keeps one sampling command in flight per mesh for a warm-up and then `seconds`; returns the
+/// flows completed per second after the warm-up.
 async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::Result<f64> {
     let mut events = bus
         .subscribe_events(EventFilter::Tenant(tenant()), StartAt::New)
@@ -155,12 +195,19 @@ async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::R
         in_flight.insert(mesh.clone(), command.correlation_id);
         bus.publish_command(&command).await?;
     }
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut done = 0u64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    let warm_until = tokio::time::Instant::now() + WARM_UP;
+    let mut warming = true;
+    let deadline = warm_until + Duration::from_secs_f64(seconds);
     loop {
         let next = tokio::time::timeout_at(deadline, events.next()).await;
         let Ok(Some(record)) = next else { break };
+        if warming && tokio::time::Instant::now() >= warm_until {
+            warming = false;
+            started = Instant::now();
+            done = 0;
+        }
         let envelope = record?.envelope;
         let finished = matches!(
             envelope.body,
@@ -190,11 +237,16 @@ async fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(8.0);
+    let mesh_count: usize = std::env::args()
+        .nth(2)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(MESHES);
     let nats = mesh_testkit::nats::NatsServer::start();
     let database = mesh_testkit::mariadb::TestDatabase::create();
     let store = Store::open(
         DatabaseTarget::parse(&database.url())?,
-        SecretBox::new(&SecretKey::generate()),
+        SecretBox::new(&bench_key()?),
         16,
         true,
     )
@@ -207,12 +259,24 @@ async fn main() -> anyhow::Result<()> {
         "raw limits: JetStream publish→consume→ack {raw_js:.0} msg/s; MariaDB single-row commit {raw_db:.0} commits/s"
     );
 
-    let world = mesh_sim::World::builder()
-        .clusters(MESHES)
-        .deploy_ready_delay(Duration::ZERO)
-        .remote_sync_interval(Duration::from_millis(100))
-        .start()
-        .await?;
+    // The simulated clusters get threads of their own, so they do not compete with the workers'
+    // runtimes for one thread.
+    let sim_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let sim_handle = sim_runtime.handle().clone();
+    let world = std::thread::spawn(move || {
+        sim_handle.block_on(
+            mesh_sim::World::builder()
+                .clusters(mesh_count)
+                .deploy_ready_delay(Duration::ZERO)
+                .remote_sync_interval(Duration::from_millis(100))
+                .start(),
+        )
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("simulated clusters did not start"))??;
     let mut meshes = Vec::new();
     for (i, cluster) in world.clusters().iter().enumerate() {
         store
@@ -233,9 +297,10 @@ async fn main() -> anyhow::Result<()> {
     let bus = NatsBus::connect(nats.url(), BusConfig::with_root(root.clone())).await?;
     let mut workers = vec![ThreadWorker::start(
         "w1".into(),
-        store.clone(),
+        database.url(),
         nats.url().into(),
         root.clone(),
+        DEFAULT_MAX_CONCURRENT_TASKS,
     )];
     // Create the meshes and wait until they run.
     let mut events = bus
@@ -279,9 +344,10 @@ async fn main() -> anyhow::Result<()> {
             let name = format!("w{}", workers.len() + 1);
             workers.push(ThreadWorker::start(
                 name,
-                store.clone(),
+                database.url(),
                 nats.url().into(),
                 root.clone(),
+                DEFAULT_MAX_CONCURRENT_TASKS,
             ));
         }
         // Let the new worker take its share (one lease period).
@@ -295,25 +361,30 @@ async fn main() -> anyhow::Result<()> {
     for cluster in world.clusters() {
         cluster.faults().set_latency(Duration::from_millis(20));
     }
+    // Workers whose capacity is their task slots: every task waits 20 ms per API call, so a
+    // worker completes at most about slots / latency tasks per second, and a second worker adds
+    // as much again — as long as the machine's CPUs are not the limit first.
+    for worker in workers.drain(..) {
+        worker.kill();
+    }
     let mut io_rates = Vec::new();
     for count in [1usize, 2] {
-        while workers.len() > count {
-            if let Some(worker) = workers.pop() {
-                worker.kill();
-            }
+        while workers.len() < count {
+            workers.push(ThreadWorker::start(
+                format!("io{}", workers.len() + 1),
+                database.url(),
+                nats.url().into(),
+                root.clone(),
+                IO_TASK_SLOTS,
+            ));
         }
         tokio::time::sleep(LEASE_TTL * 2).await;
         let rate = throughput(&bus, &meshes, seconds).await?;
-        println!("I/O-bound command (20 ms API latency), {count} worker(s): {rate:.1} commands/s");
+        println!(
+            "I/O-bound command (20 ms API latency), {count} worker(s): {rate:.1} commands/s ({} meshes, {IO_TASK_SLOTS} task slots per worker)",
+            meshes.len(),
+        );
         io_rates.push(rate);
-        if count == 1 {
-            workers.push(ThreadWorker::start(
-                "w2b".into(),
-                store.clone(),
-                nats.url().into(),
-                root.clone(),
-            ));
-        }
     }
     if let [one, two] = io_rates[..] {
         println!("I/O-bound scaling, 2 workers vs 1: {:.2}x", two / one);
@@ -330,9 +401,10 @@ async fn main() -> anyhow::Result<()> {
             let name = format!("wf{cycle}-{}", workers.len());
             workers.push(ThreadWorker::start(
                 name,
-                store.clone(),
+                database.url(),
                 nats.url().into(),
                 root.clone(),
+                DEFAULT_MAX_CONCURRENT_TASKS,
             ));
         }
         tokio::time::sleep(LEASE_TTL * 2).await;
@@ -390,5 +462,7 @@ async fn main() -> anyhow::Result<()> {
         worker.kill();
     }
     world.stop();
+    drop(world);
+    sim_runtime.shutdown_background();
     Ok(())
 }

@@ -31,24 +31,38 @@ impl EventSink {
     /// Records an event of `flow_id` (if any). The history write must succeed; a failed publish
     /// is logged, because followers replay from the history.
     pub async fn emit(&self, event: EventEnvelope, flow_id: Option<i64>) -> Result<(), ActorError> {
-        let payload = event
-            .to_json()
-            .map_err(|e| ActorError::Message(e.to_string()))?;
         self.store
-            .append_event(NewEvent {
-                event_id: event.id.to_string(),
-                tenant_id: event.tenant.to_string(),
-                mesh_name: event.mesh.to_string(),
-                kind: event.kind().to_owned(),
-                correlation_id: Some(event.correlation_id.to_string()),
-                flow_id,
-                payload: String::from_utf8_lossy(&payload).into_owned(),
-                occurred_at: event.occurred_at.naive_utc(),
-            })
+            .append_event(history_row(&event, flow_id)?)
             .await?;
-        if let Err(error) = self.bus.publish_event(&event).await {
-            tracing::warn!(%error, mesh = %event.mesh, kind = event.kind(), "event kept in history but not published");
-        }
+        self.publish(std::slice::from_ref(&event)).await;
         Ok(())
     }
+
+    /// Publishes events already stored in the history (by a step's transaction), in order; a
+    /// failed publish is logged, because followers replay from the history.
+    pub async fn publish(&self, events: &[EventEnvelope]) {
+        for event in events {
+            if let Err(error) = self.bus.publish_event(event).await {
+                tracing::warn!(%error, mesh = %event.mesh, kind = event.kind(), "event kept in history but not published");
+            }
+        }
+    }
+}
+
+/// The history row of an event of `flow_id` (if any), for a step to store.
+pub fn history_row(event: &EventEnvelope, flow_id: Option<i64>) -> Result<NewEvent, ActorError> {
+    let payload = event
+        .to_json()
+        .map_err(|e| ActorError::Message(e.to_string()))?;
+    Ok(NewEvent {
+        event_id: event.id.to_string(),
+        tenant_id: event.tenant.to_string(),
+        mesh_name: event.mesh.to_string(),
+        kind: event.kind().to_owned(),
+        correlation_id: Some(event.correlation_id.to_string()),
+        flow_id,
+        payload: String::from_utf8_lossy(&payload).into_owned(),
+        occurred_at: event.occurred_at.naive_utc(),
+        epoch: None,
+    })
 }

@@ -204,7 +204,16 @@ impl Ownership {
         tracing::info!(worker = %self.worker_id, partition, epoch, "took partition");
         // Every unfinished flow of this partition belonged to a previous owner: resume it now.
         let far_future = chrono::Utc::now().naive_utc() + chrono::Duration::days(1);
-        for flow in runner.store().list_orphaned_flows(far_future).await? {
+        let orphaned = match runner.store().list_orphaned_flows(far_future).await {
+            Ok(flows) => flows,
+            Err(error) => {
+                // Without its flows the partition cannot be served: give it back whole.
+                owner.do_send(Shutdown);
+                let _ = self.leases.release(&lease).await;
+                return Err(error.into());
+            }
+        };
+        for flow in orphaned {
             let (Ok(tenant), Ok(mesh)) = (
                 TenantId::new(flow.tenant_id.clone()),
                 MeshName::new(flow.mesh_name.clone()),

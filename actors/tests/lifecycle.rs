@@ -273,6 +273,21 @@ async fn a_multi_primary_mesh_reaches_running_and_deletes_without_leftovers() {
         .unwrap();
     assert!(mesh.config.unwrap().contains("\"traceSampling\":10.0"));
     assert_eq!(mesh.generation, 2);
+    // A sampling change touches the mesh configuration (the Telemetry) only, on every member.
+    let reconfigure = setup.store.list_flows("demo", 1).await.unwrap().remove(0);
+    let tasks: Vec<String> = setup
+        .store
+        .list_tasks(reconfigure.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(tasks.len(), setup.world.clusters().len(), "{tasks:?}");
+    assert!(
+        tasks.iter().all(|t| t.starts_with("mesh-config:")),
+        "{tasks:?}"
+    );
 
     // Before the delete the control plane's webhook is there (so the check after it means something).
     for cluster in setup.world.clusters() {

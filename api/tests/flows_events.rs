@@ -109,6 +109,7 @@ async fn emit(h: &Harness, envelope: &EventEnvelope) -> i64 {
             flow_id: None,
             payload: String::from_utf8(envelope.to_json().unwrap()).unwrap(),
             occurred_at: envelope.occurred_at.naive_utc(),
+            epoch: None,
         })
         .await
         .unwrap()

@@ -113,6 +113,65 @@ fn worker_logs(dir: &std::path::Path) -> String {
         .join("\n")
 }
 
+/// The text without terminal colour sequences.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Stale writes each worker refused, from the running count in its log's "stale write refused"
+/// lines (its last line holds the process's total).
+fn refused_writes(dir: &std::path::Path) -> BTreeMap<String, u64> {
+    let mut refused = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "log") {
+            continue;
+        }
+        let text = strip_ansi(&std::fs::read_to_string(&path).unwrap_or_default());
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("stale write refused"))
+            .collect();
+        let total = lines
+            .iter()
+            .filter_map(|line| {
+                let (_, rest) = line.split_once("refused_writes=")?;
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        assert_eq!(
+            total,
+            lines.len() as u64,
+            "{}: the running count matches the refusals logged",
+            path.display()
+        );
+        if total > 0 {
+            refused.insert(
+                path.file_stem().unwrap().to_string_lossy().into_owned(),
+                total,
+            );
+        }
+    }
+    refused
+}
+
 async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -357,6 +416,7 @@ async fn killed_workers_lose_nothing_and_apply_nothing_twice() {
     .await;
 
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut fenced_steps = 0;
     for (i, mesh) in meshes.iter().enumerate() {
         let commands = store.list_commands(mesh, 1000).await.unwrap();
         let flows = store.list_flows(mesh, 1000).await.unwrap();
@@ -398,6 +458,22 @@ async fn killed_workers_lose_nothing_and_apply_nothing_twice() {
                 );
             }
         }
+        // No stale write landed: a step and its events commit together, fenced by the writer's
+        // epoch, so along the mesh's history the recording epochs never go down; a write of an
+        // owner older than one that already wrote would show as a step back.
+        let mut newest = 0;
+        for event in &events {
+            if let Some(epoch) = event.epoch {
+                assert!(
+                    epoch >= newest,
+                    "{mesh}: event {} ({}) was recorded with epoch {epoch} after epoch {newest} wrote",
+                    event.id,
+                    event.kind
+                );
+                newest = epoch;
+            }
+        }
+        fenced_steps += events.iter().filter(|e| e.epoch.is_some()).count();
         let row = store.get_mesh(&TenantScope::All, mesh).await.unwrap();
         if row.is_none() && i % 2 == 1 {
             panic!(
@@ -411,7 +487,17 @@ async fn killed_workers_lose_nothing_and_apply_nothing_twice() {
             assert_eq!(row.unwrap().status, "Running", "{mesh}");
         }
     }
-    eprintln!("chaos: {cycles} kill cycles, {published} sampling commands; outcomes {outcomes:?}");
+    // Every refused write is in its worker's log (killed ones included), with a running count.
+    let refused = refused_writes(dir.path());
+    eprintln!(
+        "chaos: {cycles} kill cycles, {published} sampling commands; outcomes {outcomes:?}; \
+         {fenced_steps} events recorded in fenced steps, epochs never going back; stale writes \
+         refused per worker: {refused:?}"
+    );
+    assert!(
+        fenced_steps > 0,
+        "the history records which epoch wrote each step"
+    );
     assert!(
         outcomes.get("Succeeded").copied().unwrap_or(0) >= meshes.len(),
         "{outcomes:?}"

@@ -335,6 +335,8 @@ pub struct EventRecord {
     pub payload: String,
     /// When it happened.
     pub occurred_at: NaiveDateTime,
+    /// The lease epoch of the worker that recorded it within a fenced step, if any.
+    pub epoch: Option<i64>,
 }
 
 /// An event to append.
@@ -357,6 +359,8 @@ pub struct NewEvent {
     pub payload: String,
     /// When it happened.
     pub occurred_at: NaiveDateTime,
+    /// The lease epoch of the worker that recorded it within a fenced step, if any.
+    pub epoch: Option<i64>,
 }
 
 /// A load-balancer resource of a mesh (seed table `lb_resource`).

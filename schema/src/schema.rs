@@ -129,6 +129,7 @@ diesel::table! {
         flow_id -> Nullable<BigInt>,
         payload -> Text,
         occurred_at -> Timestamp,
+        epoch -> Nullable<BigInt>,
     }
 }
 

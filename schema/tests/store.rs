@@ -524,6 +524,7 @@ fn event(id: &str, mesh: &str, kind: &str) -> NewEvent {
         flow_id: None,
         payload: format!(r#"{{"id":"{id}","kind":"{kind}"}}"#),
         occurred_at: Utc::now().naive_utc(),
+        epoch: None,
     }
 }
 

@@ -5,8 +5,11 @@
 //!   private `nats-server` process started for the test and stopped when it is dropped.
 //! - [`mariadb`]: a throwaway MariaDB/MySQL database per test on the server named by
 //!   `MESH_TEST_MYSQL_URL`, dropped when the handle is dropped.
+//! - [`mariadb_server`]: a private MariaDB server process for tests that kill and restart the
+//!   database.
 //!
 //! With `CI=true` a missing service is a test failure, never a silent skip.
 
 pub mod mariadb;
+pub mod mariadb_server;
 pub mod nats;

@@ -12,9 +12,11 @@
 pub mod runner;
 mod tasks;
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use mesh_core::ClusterName;
+use mesh_core::plan::Stage;
 use mesh_core::spec::MeshSpec;
 
 pub use runner::{FlowInput, FlowRunner, RunnerConfig, load_spec};
@@ -179,13 +181,29 @@ fn link_tasks(spec: &MeshSpec) -> Vec<TaskKind> {
     tasks
 }
 
-/// The tasks that re-apply a changed configuration.
-pub fn reconfigure_tasks(spec: &MeshSpec) -> Vec<TaskKind> {
+/// The tasks that re-apply a changed configuration: on every member, the stages the change
+/// touches (see [`mesh_core::plan::changed_stages`]) — a sampling change re-applies the mesh
+/// configuration only, a replica change the control plane too. A change that touches nothing
+/// (the same configuration sent again) re-applies everything, repairing drift.
+pub fn reconfigure_tasks(spec: &MeshSpec, stages: &BTreeSet<Stage>) -> Vec<TaskKind> {
+    let all = stages.is_empty();
+    let control_plane =
+        all || stages.contains(&Stage::ControlPlane) || stages.contains(&Stage::Trust);
+    let gateway = all || stages.contains(&Stage::EastWestGateway);
+    let mesh_config =
+        all || stages.contains(&Stage::MeshConfig) || stages.contains(&Stage::Injection);
     let mut tasks = Vec::new();
     for cluster in install_order(spec) {
-        tasks.push(TaskKind::ControlPlane(cluster.clone()));
-        tasks.push(TaskKind::WaitControlPlane(cluster.clone()));
-        tasks.push(TaskKind::MeshConfig(cluster));
+        if control_plane {
+            tasks.push(TaskKind::ControlPlane(cluster.clone()));
+            tasks.push(TaskKind::WaitControlPlane(cluster.clone()));
+        }
+        if gateway && spec.needs_east_west_gateway(&cluster) {
+            tasks.push(TaskKind::Gateway(cluster.clone()));
+        }
+        if mesh_config {
+            tasks.push(TaskKind::MeshConfig(cluster));
+        }
     }
     tasks
 }
@@ -340,6 +358,39 @@ mod tests {
             .collect();
         assert_eq!(delete[delete.len() - 2], "uninstall:p");
         assert_eq!(delete.last().map(String::as_str), Some("forget"));
+    }
+
+    #[test]
+    fn a_sampling_change_re_applies_only_the_mesh_configuration() {
+        let spec = spec(
+            MeshMode::MultiPrimary,
+            &[("a", ClusterRole::Master), ("b", ClusterRole::Master)],
+        );
+        let names = |stages: &[Stage]| -> Vec<String> {
+            reconfigure_tasks(&spec, &stages.iter().copied().collect())
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            names(&[Stage::MeshConfig]),
+            ["mesh-config:a", "mesh-config:b"]
+        );
+        assert_eq!(
+            names(&[Stage::ControlPlane]),
+            [
+                "control-plane:a",
+                "wait-control-plane:a",
+                "control-plane:b",
+                "wait-control-plane:b"
+            ]
+        );
+        let everything = names(&[]);
+        assert!(
+            everything.contains(&"control-plane:a".to_owned())
+                && everything.contains(&"mesh-config:b".to_owned()),
+            "nothing changed: re-apply everything, got {everything:?}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use mesh_core::{
 use mesh_schema::models::{FlowRecord, MeshRecord, TaskRecord};
 use mesh_schema::store::flow::{FlowTransition, TaskTransition};
 use mesh_schema::store::mesh::MeshStatusChange;
+use mesh_schema::store::step::{CommandOutcome, FlowStep};
 use mesh_schema::{Store, TenantScope};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +22,10 @@ use super::TaskKind;
 use super::tasks::TaskContext;
 use crate::connections::ClusterConnections;
 use crate::error::ActorError;
-use crate::events::EventSink;
+use crate::events::{EventSink, history_row};
+
+/// Default of [`RunnerConfig::max_concurrent_tasks`].
+pub const DEFAULT_MAX_CONCURRENT_TASKS: usize = 16;
 
 /// Timing of flows.
 #[derive(Debug, Clone)]
@@ -38,6 +42,9 @@ pub struct RunnerConfig {
     pub processor: String,
     /// The lease epoch writes are fenced by.
     pub epoch: i64,
+    /// How many tasks the worker runs at once, over all its partitions: a worker's capacity for
+    /// cluster I/O (more workers, more capacity). Tasks beyond it wait for a free slot.
+    pub max_concurrent_tasks: usize,
 }
 
 impl Default for RunnerConfig {
@@ -49,6 +56,7 @@ impl Default for RunnerConfig {
             heartbeat: Duration::from_secs(5),
             processor: "meshd".into(),
             epoch: 0,
+            max_concurrent_tasks: DEFAULT_MAX_CONCURRENT_TASKS,
         }
     }
 }
@@ -112,6 +120,8 @@ pub struct FlowRunner {
     connections: ClusterConnections,
     config: Arc<RunnerConfig>,
     control: Arc<RunControl>,
+    /// Free task slots of the worker, shared by the runners of all its partitions.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Shared between a partition's flows: a request to stop at the next task boundary, and how many
@@ -159,6 +169,15 @@ impl Drop for ActiveFlow {
     }
 }
 
+/// How long a step waits for an unreachable database before giving the flow up to
+/// [`FlowRunner::run_resuming`].
+const STORE_OUTAGE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Whether the database, not the flow, failed: the flow is resumed rather than failed.
+fn is_store_outage(error: &ActorError) -> bool {
+    matches!(error, ActorError::Store(e) if e.is_transient())
+}
+
 /// Why a flow stopped before its end without failing.
 fn is_interruption(error: &ActorError) -> bool {
     matches!(
@@ -197,6 +216,9 @@ impl FlowRunner {
             store,
             events,
             connections,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_tasks.max(1),
+            )),
             config: Arc::new(config),
             control: Arc::new(RunControl::default()),
         }
@@ -252,14 +274,59 @@ impl FlowRunner {
         Ok(envelope)
     }
 
-    async fn emit(
+    /// Commits one step of `flow` — its writes and the events announcing it, fenced by the
+    /// runner's epoch — in one transaction, then publishes the events.
+    async fn commit_step(
         &self,
         flow: &FlowRecord,
-        input: &FlowInput,
-        body: impl Into<Event>,
+        mut step: FlowStep,
+        events: Vec<EventEnvelope>,
     ) -> Result<(), ActorError> {
-        let envelope = self.event(flow, input, body)?;
-        self.events.emit(envelope, Some(flow.id)).await
+        step.mesh.clone_from(&flow.mesh_name);
+        step.tenant.clone_from(&flow.tenant_id);
+        step.epoch = Some(self.config.epoch);
+        step.events = events
+            .iter()
+            .map(|event| history_row(event, Some(flow.id)))
+            .collect::<Result<_, _>>()?;
+        // A database that is away for a moment (a restart, a failover) delays the step instead of
+        // failing the flow. Retrying is safe: a step re-applies the same transitions and stores
+        // its events once by id.
+        let mut delay = Duration::from_millis(100);
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.store.record_step(step.clone()).await {
+                Ok(_) => break,
+                Err(error)
+                    if error.is_transient()
+                        && started.elapsed() < STORE_OUTAGE_PATIENCE
+                        && !self.control.stop_requested() =>
+                {
+                    tracing::warn!(%error, flow = flow.id, "step not recorded, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        self.events.publish(&events).await;
+        Ok(())
+    }
+
+    /// Runs (or resumes) a flow like [`Self::run`], running it again from its recorded state when
+    /// the database was unreachable, until it ends or the partition is stopped.
+    pub async fn run_resuming(&self, flow_id: i64) -> Result<FlowStatus, ActorError> {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match self.run(flow_id).await {
+                Err(error) if is_store_outage(&error) && !self.control.stop_requested() => {
+                    tracing::warn!(%error, flow = flow_id, "database unreachable; resuming the flow when it answers");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// Runs (or resumes) a flow to its end and returns how it ended.
@@ -284,20 +351,15 @@ impl FlowRunner {
                 reason: format!("input of flow {flow_id}: {e}"),
             })?;
         let _active = ActiveFlow::new(&self.control);
-        // Take the mesh over: from now on writes of any older owner are refused.
-        if let Err(error) = self
-            .store
-            .claim_mesh(&flow.mesh_name, self.config.epoch)
-            .await
-        {
-            match error {
-                mesh_schema::StoreError::NotFound { .. } => {}
-                error => return Err(error.into()),
-            }
-        }
+        // The flow's first step takes the mesh over (fence): from then on writes of any older
+        // owner are refused.
         let heartbeat = self.start_heartbeat(flow_id);
         let outcome = self.run_tasks(&flow, &input).await;
         heartbeat.abort();
+        if matches!(&outcome, Err(error) if is_store_outage(error)) {
+            // The database, not the flow, failed: leave the flow as recorded for a resume.
+            return outcome.map(|()| FlowStatus::Running);
+        }
         let (status, detail) = match &outcome {
             Ok(()) => (FlowStatus::Succeeded, None),
             Err(error) if is_interruption(error) => {
@@ -316,7 +378,8 @@ impl FlowRunner {
         let epoch = self.config.epoch;
         let period = self.config.heartbeat;
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(period);
+            // The flow's first step records the first heartbeat.
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
                 ticker.tick().await;
                 if let Err(error) = store.heartbeat_flow(flow_id, &processor, Some(epoch)).await {
@@ -336,35 +399,31 @@ impl FlowRunner {
             })?;
         let spec = load_spec(&self.store, &mesh).await?;
         let (running, _, _) = mesh_statuses(&flow.def_name);
-        self.store
-            .transition_flow(
-                flow.id,
-                FlowTransition {
-                    status: FlowStatus::Running,
-                    log_line: None,
-                    fence_epoch: Some(self.config.epoch),
-                },
-            )
-            .await?;
-        self.store
-            .update_mesh_status(
-                &mesh.name,
-                self.config.epoch,
-                MeshStatusChange {
-                    status: Some(running.into()),
-                    ..MeshStatusChange::default()
-                },
-            )
-            .await?;
-        let started = self.emit(
+        let started = self.event(
             flow,
             input,
             FlowStarted {
                 flow_id: flow.id,
                 flow: flow.def_name.clone(),
             },
-        );
-        started.await?;
+        )?;
+        let step = FlowStep {
+            flow: Some((
+                flow.id,
+                FlowTransition {
+                    status: FlowStatus::Running,
+                    log_line: None,
+                    fence_epoch: Some(self.config.epoch),
+                },
+            )),
+            processor: Some((flow.id, self.config.processor.clone())),
+            mesh_status: Some(MeshStatusChange {
+                status: Some(running.into()),
+                ..MeshStatusChange::default()
+            }),
+            ..FlowStep::default()
+        };
+        self.commit_step(flow, step, vec![started]).await?;
         let context = TaskContext {
             spec: &spec,
             store: &self.store,
@@ -399,18 +458,8 @@ impl FlowRunner {
         task: &TaskRecord,
         kind: &TaskKind,
     ) -> Result<(), ActorError> {
-        self.store
-            .transition_task(
-                task.id,
-                TaskTransition {
-                    status: Some(TaskStatus::Running),
-                    fence_epoch: Some(self.config.epoch),
-                    ..TaskTransition::default()
-                },
-            )
-            .await?;
         let cluster = kind.cluster().cloned();
-        self.emit(
+        let started = self.event(
             flow,
             input,
             TaskStarted {
@@ -419,11 +468,29 @@ impl FlowRunner {
                 task: task.name.clone(),
                 cluster: cluster.clone(),
             },
-        )
-        .await?;
+        )?;
+        let step = FlowStep {
+            task: Some((
+                task.id,
+                TaskTransition {
+                    status: Some(TaskStatus::Running),
+                    fence_epoch: Some(self.config.epoch),
+                    ..TaskTransition::default()
+                },
+            )),
+            ..FlowStep::default()
+        };
+        self.commit_step(flow, step, vec![started]).await?;
         let mut attempt = 1;
         let result = loop {
-            match context.run(kind).await {
+            let slot = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|_| ActorError::Interrupted)?;
+            let ran = context.run(kind).await;
+            drop(slot);
+            match ran {
                 Ok(done) => break Ok(done),
                 Err(error)
                     if error.is_transient()
@@ -468,19 +535,14 @@ impl FlowRunner {
         };
         match result {
             Ok(done) => {
-                self.store
-                    .transition_task(
-                        task.id,
-                        TaskTransition {
-                            status: Some(TaskStatus::Succeeded),
-                            output: Some(serde_json::json!({ "result": done }).to_string()),
-                            log_line: Some(done.clone()),
-                            fence_epoch: Some(self.config.epoch),
-                            ..TaskTransition::default()
-                        },
-                    )
-                    .await?;
-                self.emit(
+                let transition = TaskTransition {
+                    status: Some(TaskStatus::Succeeded),
+                    output: Some(serde_json::json!({ "result": done }).to_string()),
+                    log_line: Some(done.clone()),
+                    fence_epoch: Some(self.config.epoch),
+                    ..TaskTransition::default()
+                };
+                let finished = self.event(
                     flow,
                     input,
                     TaskFinished {
@@ -489,24 +551,23 @@ impl FlowRunner {
                         outcome: TaskOutcome::Succeeded,
                         detail: Some(done),
                     },
-                )
-                .await?;
+                )?;
+                let step = FlowStep {
+                    task: Some((task.id, transition)),
+                    ..FlowStep::default()
+                };
+                self.commit_step(flow, step, vec![finished]).await?;
                 Ok(())
             }
             Err(error) => {
                 let message = error.to_string();
-                self.store
-                    .transition_task(
-                        task.id,
-                        TaskTransition {
-                            status: Some(TaskStatus::Failed),
-                            error: Some(message.clone()),
-                            log_line: Some(format!("failed after {attempt} attempt(s): {message}")),
-                            fence_epoch: Some(self.config.epoch),
-                            ..TaskTransition::default()
-                        },
-                    )
-                    .await?;
+                let transition = TaskTransition {
+                    status: Some(TaskStatus::Failed),
+                    error: Some(message.clone()),
+                    log_line: Some(format!("failed after {attempt} attempt(s): {message}")),
+                    fence_epoch: Some(self.config.epoch),
+                    ..TaskTransition::default()
+                };
                 if let Some(cluster) = &cluster {
                     let short: String = message.chars().take(2000).collect();
                     if let Err(e) = self
@@ -517,7 +578,7 @@ impl FlowRunner {
                         tracing::warn!(error = %e, cluster = %cluster, "cluster error not recorded");
                     }
                 }
-                self.emit(
+                let finished = self.event(
                     flow,
                     input,
                     TaskFinished {
@@ -526,16 +587,22 @@ impl FlowRunner {
                         outcome: TaskOutcome::Failed,
                         detail: Some(message),
                     },
-                )
-                .await?;
+                )?;
+                let step = FlowStep {
+                    task: Some((task.id, transition)),
+                    ..FlowStep::default()
+                };
+                self.commit_step(flow, step, vec![finished]).await?;
                 Err(error)
             }
         }
     }
 
-    /// Ends a flow. The flow row turns terminal last, so a worker that dies anywhere in here
-    /// leaves the flow unfinished and its next owner runs `finish` again; the end's events carry
-    /// ids derived from the flow, so a second run stores and publishes nothing twice.
+    /// Ends a flow in one step: the command's outcome, the mesh's status, the end's events and the
+    /// terminal flow row commit together. A worker that dies before the commit leaves the flow
+    /// unfinished and its next owner runs `finish` again; one that dies after it but before
+    /// publishing leaves the events in the history, where followers replay them; the end's events
+    /// carry ids derived from the flow, so a second run stores and publishes nothing twice.
     async fn finish(
         &self,
         flow: &FlowRecord,
@@ -550,31 +617,18 @@ impl FlowRunner {
         } else {
             CommandStatus::Failed
         };
-        self.store
-            .complete_command(
-                &input.command_id,
-                command_status,
-                detail.clone(),
-                Some(flow.id),
-            )
-            .await?;
-        if flow.def_name != super::defs::DELETE || !ok {
-            let change = MeshStatusChange {
-                status: Some(if ok { succeeded } else { failed }.into()),
-                ..MeshStatusChange::default()
-            };
-            match self
-                .store
-                .update_mesh_status(&flow.mesh_name, self.config.epoch, change)
-                .await
-            {
-                Ok(_) | Err(mesh_schema::StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let mesh_status = (flow.def_name != super::defs::DELETE || !ok).then(|| MeshStatusChange {
+            status: Some(if ok { succeeded } else { failed }.into()),
+            ..MeshStatusChange::default()
+        });
+        let mut events = Vec::new();
         if flow.def_name == super::defs::DELETE && ok {
-            self.emit_once(flow, input, "mesh-deleted", mesh_bus::event::MeshDeleted {})
-                .await?;
+            events.push(self.event_once(
+                flow,
+                input,
+                "mesh-deleted",
+                mesh_bus::event::MeshDeleted {},
+            )?);
         }
         let outcome = if ok {
             FlowOutcome::Succeeded
@@ -586,36 +640,46 @@ impl FlowRunner {
             outcome,
             detail: detail.clone(),
         };
-        self.emit_once(flow, input, "flow-finished", finished)
-            .await?;
+        events.push(self.event_once(flow, input, "flow-finished", finished)?);
         let log_line = match &detail {
             Some(reason) => format!("flow {status}: {reason}"),
             None => format!("flow {status}"),
         };
-        self.store
-            .transition_flow(
+        let step = FlowStep {
+            command: Some((
+                CommandOutcome {
+                    command_id: input.command_id.clone(),
+                    status: command_status,
+                    result: detail,
+                },
+                Some(flow.id),
+            )),
+            mesh_status,
+            flow: Some((
                 flow.id,
                 FlowTransition {
                     status,
                     log_line: Some(log_line),
                     fence_epoch: Some(self.config.epoch),
                 },
-            )
-            .await?;
-        Ok(())
+            )),
+            ..FlowStep::default()
+        };
+        self.commit_step(flow, step, events).await
     }
 
-    /// Emits an event that happens once per flow, with an id derived from the flow and `what`.
-    async fn emit_once(
+    /// An event that happens once per flow, with an id derived from the flow and `what`, so a
+    /// second run of the flow's end stores and publishes nothing twice.
+    fn event_once(
         &self,
         flow: &FlowRecord,
         input: &FlowInput,
         what: &str,
         body: impl Into<Event>,
-    ) -> Result<(), ActorError> {
+    ) -> Result<EventEnvelope, ActorError> {
         let mut envelope = self.event(flow, input, body)?;
         let name = format!("mesh-manager/flow/{}/{}/{what}", flow.mesh_name, flow.id);
         envelope.id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes());
-        self.events.emit(envelope, Some(flow.id)).await
+        Ok(envelope)
     }
 }

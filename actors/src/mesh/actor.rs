@@ -7,8 +7,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use mesh_bus::Delivery;
 use mesh_core::FlowStatus;
+use mesh_schema::StoreError;
 
 use super::component::{Acceptance, MeshComponent};
+use crate::error::ActorError;
 
 /// A command delivery for this mesh.
 #[derive(Message)]
@@ -47,7 +49,7 @@ impl MeshActor {
         self.running = Some(flow_id);
         let runner = self.component.runner().clone();
         ctx.spawn(
-            async move { runner.run(flow_id).await }
+            async move { runner.run_resuming(flow_id).await }
                 .into_actor(self)
                 .map(move |outcome, actor, _ctx| {
                     match outcome {
@@ -87,6 +89,11 @@ impl Handler<HandleCommand> for MeshActor {
                 Err(error) if error.is_transient() => {
                     tracing::warn!(%error, "command not handled, will retry");
                     let _ = delivery.nak(Some(Duration::from_secs(2))).await;
+                }
+                Err(error @ ActorError::Store(StoreError::Fenced { .. })) => {
+                    // This worker lost the partition: leave the command to its new owner.
+                    tracing::warn!(%error, "command left to the partition's new owner");
+                    let _ = delivery.nak(None).await;
                 }
                 Err(error) => {
                     // Not retryable: acknowledge so it does not loop forever; the log says why.

@@ -9,11 +9,13 @@ use mesh_bus::event::{CommandAccepted, CommandRejected, MeshConfigUpdated, MeshC
 use mesh_bus::{Command, CommandEnvelope, Event, EventEnvelope};
 use mesh_core::spec::{MemberSpec, MeshConfig, MeshSpec, describe_errors};
 use mesh_core::{CommandStatus, FlowStatus, VersionCatalog};
-use mesh_schema::models::{MeshRecord, NewCommand, NewFlow, NewMemberCluster, NewMesh};
+use mesh_schema::models::{MeshRecord, NewCommand, NewEvent, NewFlow, NewMemberCluster, NewMesh};
 use mesh_schema::store::mesh::MeshSpecChange;
+use mesh_schema::store::step::{AcceptCommand, SpecChange};
 use mesh_schema::{StoreError, TenantScope};
 
 use crate::error::ActorError;
+use crate::events::history_row;
 use crate::flow::{FlowInput, load_spec};
 use crate::flow::{
     FlowRunner, TaskKind, add_cluster_tasks, defs, delete_tasks, install_tasks, reconfigure_tasks,
@@ -39,6 +41,13 @@ enum Decision {
         tasks: Vec<TaskKind>,
         announce: Option<Event>,
     },
+    /// Change the desired state and start the flow that applies it, in one transaction.
+    ChangeAndStart {
+        change: SpecChange,
+        def_name: &'static str,
+        tasks: Vec<TaskKind>,
+        announce: Option<Event>,
+    },
 }
 
 /// The logic of a mesh actor.
@@ -58,6 +67,19 @@ fn reject(reason: impl Into<String>) -> Result<Decision, ActorError> {
     Ok(Decision::Reject(reason.into()))
 }
 
+/// An event caused by `command`.
+fn caused_by(
+    command: &CommandEnvelope,
+    body: impl Into<Event>,
+) -> Result<EventEnvelope, ActorError> {
+    EventEnvelope::caused_by(command, body).map_err(|e| ActorError::Message(e.to_string()))
+}
+
+/// The history rows of events not yet tied to a flow (the acceptance step ties them).
+fn history_rows(events: &[EventEnvelope]) -> Result<Vec<NewEvent>, ActorError> {
+    events.iter().map(|e| history_row(e, None)).collect()
+}
+
 impl MeshComponent {
     /// A component running flows with `runner` and checking versions against `catalog`.
     pub fn new(runner: FlowRunner, catalog: Arc<VersionCatalog>) -> Self {
@@ -69,32 +91,37 @@ impl MeshComponent {
         &self.runner
     }
 
-    async fn emit_for(
-        &self,
-        command: &CommandEnvelope,
-        body: impl Into<Event>,
-        flow_id: Option<i64>,
-    ) -> Result<(), ActorError> {
-        let event = EventEnvelope::caused_by(command, body)
-            .map_err(|e| ActorError::Message(e.to_string()))?;
-        self.runner.events().emit(event, flow_id).await
-    }
-
     /// Handles one delivery of a command: records it, decides, persists the flow.
+    ///
+    /// The command log row, any change of desired state, the flow with its tasks and the events
+    /// announcing the decision commit in one transaction, published once stored. A command whose
+    /// decision writes rows of its own first (a new mesh, a new member) is recorded before
+    /// deciding, so a redelivery after a crash in between finds it and decides again.
     #[tracing::instrument(skip_all, fields(mesh = %command.mesh, tenant = %command.tenant, message_id = %command.id))]
     pub async fn accept(&self, command: &CommandEnvelope) -> Result<Acceptance, ActorError> {
         let store = self.runner.store();
-        let recorded = store
-            .record_command(NewCommand {
-                command_id: command.id.to_string(),
-                tenant_id: command.tenant.to_string(),
-                mesh_name: command.mesh.to_string(),
-                kind: command.kind().to_owned(),
-                status: CommandStatus::Accepted.as_str().to_owned(),
-            })
-            .await?;
-        if recorded.duplicate {
-            match recorded.record.flow_id {
+        let new_command = |status: CommandStatus| NewCommand {
+            command_id: command.id.to_string(),
+            tenant_id: command.tenant.to_string(),
+            mesh_name: command.mesh.to_string(),
+            kind: command.kind().to_owned(),
+            status: status.as_str().to_owned(),
+        };
+        let records_first = matches!(
+            command.body,
+            Command::CreateMesh(_) | Command::AddCluster(_)
+        );
+        let known = if records_first {
+            let recorded = store
+                .record_command(new_command(CommandStatus::Accepted))
+                .await?;
+            recorded.duplicate.then_some(recorded.record)
+        } else {
+            store.get_command(&command.id.to_string()).await?
+        };
+        let redelivered = known.is_some();
+        if let Some(record) = known {
+            match record.flow_id {
                 Some(flow_id) => {
                     let running = store
                         .get_flow(flow_id)
@@ -107,77 +134,114 @@ impl MeshComponent {
                         Acceptance::Duplicate
                     });
                 }
-                None if recorded.record.status != CommandStatus::Accepted.as_str() => {
+                None if record.status != CommandStatus::Accepted.as_str() => {
                     return Ok(Acceptance::Duplicate);
                 }
                 // Accepted but no flow: the previous delivery stopped half-way; decide again.
                 None => {}
             }
         }
-        let decision = self.decide(command, recorded.duplicate).await?;
-        match decision {
-            Decision::Reject(reason) => {
-                store
-                    .complete_command(
-                        &command.id.to_string(),
-                        CommandStatus::Rejected,
-                        Some(reason.clone()),
-                        None,
-                    )
-                    .await?;
-                self.emit_for(
-                    command,
-                    CommandRejected {
-                        command: command.kind().to_owned(),
-                        reason: reason.clone(),
-                    },
-                    None,
-                )
-                .await?;
-                tracing::info!(%reason, kind = command.kind(), "command rejected");
-                Ok(Acceptance::Rejected(reason))
-            }
+        let decision = self.decide(command, redelivered).await?;
+        let (def_name, tasks, announce, spec_change) = match decision {
+            Decision::Reject(reason) => return self.reject_command(command, reason).await,
             Decision::Start {
                 def_name,
                 tasks,
                 announce,
-            } => {
-                let input = FlowInput {
-                    command_id: command.id.to_string(),
-                    command: command.kind().to_owned(),
-                    principal: command.principal.clone(),
-                    correlation_id: command.correlation_id.to_string(),
-                };
-                let flow = store
-                    .start_flow(
-                        &command.id.to_string(),
-                        NewFlow {
-                            tenant_id: command.tenant.to_string(),
-                            mesh_name: command.mesh.to_string(),
-                            name: format!("{def_name}-{}", command.mesh),
-                            def_name: def_name.to_owned(),
-                            status: FlowStatus::Pending.as_str().to_owned(),
-                            input: serde_json::to_string(&input)
-                                .map_err(|e| ActorError::Message(e.to_string()))?,
-                            processor: self.runner.config().processor.clone(),
-                        },
-                        tasks.iter().map(ToString::to_string).collect(),
-                    )
-                    .await?;
-                self.emit_for(
-                    command,
-                    CommandAccepted {
-                        command: command.kind().to_owned(),
-                    },
-                    Some(flow.id),
-                )
-                .await?;
-                if let Some(event) = announce {
-                    self.emit_for(command, event, Some(flow.id)).await?;
-                }
-                Ok(Acceptance::Started(flow.id))
-            }
+            } => (def_name, tasks, announce, None),
+            Decision::ChangeAndStart {
+                change,
+                def_name,
+                tasks,
+                announce,
+            } => (def_name, tasks, announce, Some(change)),
+        };
+        let input = FlowInput {
+            command_id: command.id.to_string(),
+            command: command.kind().to_owned(),
+            principal: command.principal.clone(),
+            correlation_id: command.correlation_id.to_string(),
+        };
+        let flow = NewFlow {
+            tenant_id: command.tenant.to_string(),
+            mesh_name: command.mesh.to_string(),
+            name: format!("{def_name}-{}", command.mesh),
+            def_name: def_name.to_owned(),
+            status: FlowStatus::Pending.as_str().to_owned(),
+            input: serde_json::to_string(&input).map_err(|e| ActorError::Message(e.to_string()))?,
+            processor: self.runner.config().processor.clone(),
+        };
+        let mut events = vec![caused_by(
+            command,
+            CommandAccepted {
+                command: command.kind().to_owned(),
+            },
+        )?];
+        if let Some(event) = announce {
+            events.push(caused_by(command, event)?);
         }
+        let accepted = store
+            .accept_command(AcceptCommand {
+                command: new_command(CommandStatus::Accepted),
+                result: None,
+                epoch: self.runner.config().epoch,
+                spec_change,
+                flow: Some((flow, tasks.iter().map(ToString::to_string).collect())),
+                events: history_rows(&events)?,
+            })
+            .await;
+        let flow = match accepted {
+            Ok(accepted) => accepted.flow.ok_or_else(|| {
+                ActorError::Message(format!("command {} started no flow", command.id))
+            })?,
+            Err(StoreError::GenerationConflict {
+                expected, actual, ..
+            }) => {
+                let reason = format!(
+                    "mesh {} is at generation {actual}, not {expected}: reload it and retry",
+                    command.mesh
+                );
+                return self.reject_command(command, reason).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.runner.events().publish(&events).await;
+        Ok(Acceptance::Started(flow.id))
+    }
+
+    /// Records a rejection with its event in one transaction, then publishes the event.
+    async fn reject_command(
+        &self,
+        command: &CommandEnvelope,
+        reason: String,
+    ) -> Result<Acceptance, ActorError> {
+        let rejected = caused_by(
+            command,
+            CommandRejected {
+                command: command.kind().to_owned(),
+                reason: reason.clone(),
+            },
+        )?;
+        self.runner
+            .store()
+            .accept_command(AcceptCommand {
+                command: NewCommand {
+                    command_id: command.id.to_string(),
+                    tenant_id: command.tenant.to_string(),
+                    mesh_name: command.mesh.to_string(),
+                    kind: command.kind().to_owned(),
+                    status: CommandStatus::Rejected.as_str().to_owned(),
+                },
+                result: Some(reason.clone()),
+                epoch: self.runner.config().epoch,
+                spec_change: None,
+                flow: None,
+                events: history_rows(std::slice::from_ref(&rejected))?,
+            })
+            .await?;
+        self.runner.events().publish(&[rejected]).await;
+        tracing::info!(%reason, kind = command.kind(), "command rejected");
+        Ok(Acceptance::Rejected(reason))
     }
 
     async fn running_flow(&self, mesh: &str) -> Result<Option<(i64, String)>, ActorError> {
@@ -490,42 +554,36 @@ impl MeshComponent {
             ));
         }
         let mut spec = load_spec(store, &mesh).await?;
+        let before = spec.config.clone();
         change(&mut spec.config);
+        let stages = mesh_core::plan::changed_stages(&before, &spec.config);
         if let Err(errors) = spec.validate(self.catalog.as_ref()) {
             return reject(describe_errors(&errors));
         }
         let expected = command.expected_generation.unwrap_or(mesh.generation);
+        if expected != mesh.generation {
+            return reject(format!(
+                "mesh {} is at generation {}, not {expected}: reload it and retry",
+                command.mesh, mesh.generation
+            ));
+        }
         let config_text =
             serde_json::to_string(&spec.config).map_err(|e| ActorError::Message(e.to_string()))?;
-        let updated = store
-            .update_mesh_spec(
-                mesh.name.as_str(),
-                expected,
-                self.runner.config().epoch,
-                MeshSpecChange {
+        Ok(Decision::ChangeAndStart {
+            change: SpecChange {
+                mesh: mesh.name.clone(),
+                expected_generation: expected,
+                change: MeshSpecChange {
                     config: Some(config_text),
                     ..MeshSpecChange::default()
                 },
-            )
-            .await;
-        let updated = match updated {
-            Ok(row) => row,
-            Err(StoreError::GenerationConflict {
-                expected, actual, ..
-            }) => {
-                return reject(format!(
-                    "mesh {} is at generation {actual}, not {expected}: reload it and retry",
-                    command.mesh
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Decision::Start {
+            },
             def_name: defs::RECONFIGURE,
-            tasks: reconfigure_tasks(&spec),
+            tasks: reconfigure_tasks(&spec, &stages),
             announce: Some(
                 MeshConfigUpdated {
-                    generation: updated.generation,
+                    // The change is compared and set on `expected`, so it lands as the next one.
+                    generation: expected + 1,
                 }
                 .into(),
             ),

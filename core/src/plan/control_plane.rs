@@ -106,8 +106,9 @@ pub(crate) fn istio_resource(
             "network": member.network_name(),
         },
         "meshConfig": {
+            // Trace sampling is not set here: the mesh-wide `Telemetry` carries it, so changing
+            // it touches the mesh configuration only, never the control plane.
             "outboundTrafficPolicy": {"mode": config.outbound_traffic_policy.as_str()},
-            "defaultConfig": {"tracing": {"sampling": config.trace_sampling}},
         },
     });
     let mut istio_spec = json!({

@@ -316,8 +316,9 @@ fn config_reaches_the_control_plane_and_telemetry() {
         "REGISTRY_ONLY"
     );
     assert_eq!(
-        values["meshConfig"]["defaultConfig"]["tracing"]["sampling"],
-        12.5
+        values["meshConfig"].get("defaultConfig"),
+        None,
+        "sampling lives in the Telemetry only"
     );
     assert_eq!(
         values["pilot"],
@@ -882,4 +883,58 @@ fn kubeconfigs_refuse_bad_inputs() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn a_config_change_touches_exactly_the_stages_whose_objects_differ() {
+    use crate::spec::{MeshConfig, OutboundTrafficPolicy};
+    let changes: Vec<(&str, Box<dyn Fn(&mut MeshConfig)>)> = vec![
+        ("sampling", Box::new(|c| c.trace_sampling = 42.0)),
+        (
+            "outbound",
+            Box::new(|c| c.outbound_traffic_policy = OutboundTrafficPolicy::RegistryOnly),
+        ),
+        ("istiod replicas", Box::new(|c| c.replicas.istiod = 4)),
+        (
+            "gateway replicas",
+            Box::new(|c| c.replicas.eastwest_gateway = 3),
+        ),
+        (
+            "injection",
+            Box::new(|c| {
+                c.auto_injection_namespaces
+                    .insert("a".into(), vec!["shop".into()]);
+            }),
+        ),
+    ];
+    let before = multi_primary();
+    for (what, change) in changes {
+        let mut after = before.clone();
+        change(&mut after.config);
+        let planned = changed_stages(&before.config, &after.config);
+        let mut differing = std::collections::BTreeSet::new();
+        for member in &before.clusters {
+            let old = install_plan(&before, &member.name, &inputs()).expect("plan");
+            let new = install_plan(&after, &member.name, &inputs()).expect("plan");
+            for stage in [
+                Stage::Trust,
+                Stage::ControlPlane,
+                Stage::EastWestGateway,
+                Stage::MeshConfig,
+                Stage::Injection,
+            ] {
+                let of = |plan: &[PlannedChange]| -> Vec<PlannedChange> {
+                    plan.iter()
+                        .filter(|c| c.stage() == stage)
+                        .cloned()
+                        .collect()
+                };
+                if of(&old) != of(&new) {
+                    differing.insert(stage);
+                }
+            }
+        }
+        assert_eq!(planned, differing, "{what}");
+    }
+    assert!(changed_stages(&before.config, &before.config).is_empty());
 }

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::names::{ClusterName, NamespaceName};
-use crate::spec::MeshSpec;
 use crate::plan;
+use crate::spec::MeshSpec;
 
 /// The largest object (serialised JSON) accepted, well below etcd's 1.5 MiB request limit.
 pub const MAX_RESOURCE_BYTES: usize = 512 * 1024;

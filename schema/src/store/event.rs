@@ -22,10 +22,14 @@ pub struct AppendedEvent {
     pub duplicate: bool,
 }
 
-fn update_snapshot(conn: &mut AnyConnection, new: &NewEvent) -> Result<(), StoreError> {
-    let err = |e| StoreError::query("update event snapshot", "mesh", &new.mesh_name, e);
+fn update_snapshot(
+    conn: &mut AnyConnection,
+    mesh_name: &str,
+    added: &[&NewEvent],
+) -> Result<(), StoreError> {
+    let err = |e| StoreError::query("update event snapshot", "mesh", mesh_name, e);
     let existing: Option<Option<String>> = mesh_events::table
-        .filter(mesh_events::name.eq(&new.mesh_name))
+        .filter(mesh_events::name.eq(mesh_name))
         .select(mesh_events::events)
         .first(conn)
         .optional()
@@ -35,9 +39,11 @@ fn update_snapshot(conn: &mut AnyConnection, new: &NewEvent) -> Result<(), Store
         .flatten()
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_default();
-    let payload = serde_json::from_str(&new.payload)
-        .unwrap_or_else(|_| serde_json::Value::String(new.payload.clone()));
-    events.push(payload);
+    for new in added {
+        let payload = serde_json::from_str(&new.payload)
+            .unwrap_or_else(|_| serde_json::Value::String(new.payload.clone()));
+        events.push(payload);
+    }
     if events.len() > SNAPSHOT_EVENTS {
         let excess = events.len() - SNAPSHOT_EVENTS;
         events.drain(..excess);
@@ -47,14 +53,14 @@ fn update_snapshot(conn: &mut AnyConnection, new: &NewEvent) -> Result<(), Store
         reason: e.to_string(),
     })?;
     if has_row {
-        diesel::update(mesh_events::table.filter(mesh_events::name.eq(&new.mesh_name)))
+        diesel::update(mesh_events::table.filter(mesh_events::name.eq(mesh_name)))
             .set(mesh_events::events.eq(Some(text)))
             .execute(conn)
             .map_err(err)?;
     } else {
         diesel::insert_into(mesh_events::table)
             .values((
-                mesh_events::name.eq(&new.mesh_name),
+                mesh_events::name.eq(mesh_name),
                 mesh_events::events.eq(Some(text)),
             ))
             .execute(conn)
@@ -63,34 +69,63 @@ fn update_snapshot(conn: &mut AnyConnection, new: &NewEvent) -> Result<(), Store
     Ok(())
 }
 
+/// Appends events in order, each once per event id, and refreshes each mesh's snapshot once.
+pub(crate) fn append_events_in(
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+) -> Result<Vec<AppendedEvent>, StoreError> {
+    let mut appended = Vec::with_capacity(events.len());
+    let mut fresh: Vec<&NewEvent> = Vec::new();
+    for new in events {
+        let err = |e| StoreError::query("append event", "event", &new.event_id, e);
+        let existing: Option<i64> = mesh_event_log::table
+            .filter(mesh_event_log::event_id.eq(&new.event_id))
+            .select(mesh_event_log::id)
+            .first(conn)
+            .optional()
+            .map_err(err)?;
+        if let Some(id) = existing {
+            appended.push(AppendedEvent {
+                id,
+                duplicate: true,
+            });
+            continue;
+        }
+        diesel::insert_into(mesh_event_log::table)
+            .values(new)
+            .execute(conn)
+            .map_err(err)?;
+        let id = last_insert_id(conn).map_err(err)?;
+        appended.push(AppendedEvent {
+            id,
+            duplicate: false,
+        });
+        fresh.push(new);
+    }
+    let mut meshes: Vec<&str> = fresh.iter().map(|e| e.mesh_name.as_str()).collect();
+    meshes.sort_unstable();
+    meshes.dedup();
+    for mesh in meshes {
+        let added: Vec<&NewEvent> = fresh
+            .iter()
+            .copied()
+            .filter(|e| e.mesh_name == mesh)
+            .collect();
+        update_snapshot(conn, mesh, &added)?;
+    }
+    Ok(appended)
+}
+
 impl Store {
     /// Appends an event to its mesh's history (once per event id) and refreshes the snapshot.
     pub async fn append_event(&self, new: NewEvent) -> Result<AppendedEvent, StoreError> {
         self.run("append event", move |conn| {
             conn.transaction(|conn| {
-                let err = |e| StoreError::query("append event", "event", &new.event_id, e);
-                let existing: Option<i64> = mesh_event_log::table
-                    .filter(mesh_event_log::event_id.eq(&new.event_id))
-                    .select(mesh_event_log::id)
-                    .first(conn)
-                    .optional()
-                    .map_err(err)?;
-                if let Some(id) = existing {
-                    return Ok(AppendedEvent {
-                        id,
-                        duplicate: true,
-                    });
-                }
-                diesel::insert_into(mesh_event_log::table)
-                    .values(&new)
-                    .execute(conn)
-                    .map_err(err)?;
-                let id = last_insert_id(conn).map_err(err)?;
-                update_snapshot(conn, &new)?;
-                Ok(AppendedEvent {
-                    id,
-                    duplicate: false,
-                })
+                let appended = append_events_in(conn, std::slice::from_ref(&new))?;
+                appended
+                    .first()
+                    .copied()
+                    .ok_or(StoreError::Aborted { op: "append event" })
             })
         })
         .await

@@ -57,7 +57,10 @@ pub struct TaskTransition {
     pub fence_epoch: Option<i64>,
 }
 
-fn load_flow(conn: &mut crate::database::AnyConnection, id: i64) -> Result<FlowRecord, StoreError> {
+pub(crate) fn load_flow(
+    conn: &mut crate::database::AnyConnection,
+    id: i64,
+) -> Result<FlowRecord, StoreError> {
     flow::table
         .find(id)
         .select(FlowRecord::as_select())
@@ -70,7 +73,10 @@ fn load_flow(conn: &mut crate::database::AnyConnection, id: i64) -> Result<FlowR
         })
 }
 
-fn load_task(conn: &mut crate::database::AnyConnection, id: i64) -> Result<TaskRecord, StoreError> {
+pub(crate) fn load_task(
+    conn: &mut crate::database::AnyConnection,
+    id: i64,
+) -> Result<TaskRecord, StoreError> {
     task::table
         .find(id)
         .select(TaskRecord::as_select())
@@ -81,6 +87,126 @@ fn load_task(conn: &mut crate::database::AnyConnection, id: i64) -> Result<TaskR
             what: "task",
             key: id.to_string(),
         })
+}
+
+/// Inserts a flow and its tasks (all `Pending`, in order); returns the flow's id.
+pub(crate) fn insert_flow(
+    conn: &mut crate::database::AnyConnection,
+    new: &NewFlow,
+    task_names: &[String],
+) -> Result<i64, StoreError> {
+    let err = |e| StoreError::query("start flow", "flow", &new.name, e);
+    diesel::insert_into(flow::table)
+        .values(new)
+        .execute(conn)
+        .map_err(err)?;
+    let id = last_insert_id(conn).map_err(err)?;
+    for name in task_names {
+        diesel::insert_into(task::table)
+            .values(NewTask {
+                flow_id: id,
+                name: name.clone(),
+                status: TaskStatus::Pending.as_str().to_owned(),
+                steps: String::new(),
+            })
+            .execute(conn)
+            .map_err(err)?;
+    }
+    Ok(id)
+}
+
+/// Writes a flow transition (no fence check: the caller holds the fence).
+pub(crate) fn apply_flow_transition(
+    conn: &mut crate::database::AnyConnection,
+    id: i64,
+    transition: &FlowTransition,
+) -> Result<FlowRecord, StoreError> {
+    let current = load_flow(conn, id)?;
+    let at = now();
+    let started = current
+        .started_at
+        .or((transition.status == FlowStatus::Running).then_some(at));
+    let finished = transition
+        .status
+        .is_terminal()
+        .then_some(at)
+        .or(current.finished_at);
+    let log = match &transition.log_line {
+        Some(line) => Some(append_log(current.log, line)),
+        None => current.log,
+    };
+    diesel::update(flow::table.find(id))
+        .set((
+            flow::status.eq(transition.status.as_str()),
+            flow::started_at.eq(started),
+            flow::finished_at.eq(finished),
+            flow::log.eq(log),
+            flow::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
+    load_flow(conn, id)
+}
+
+/// Records that `processor` runs the flow and is alive now (no fence check).
+pub(crate) fn apply_heartbeat(
+    conn: &mut crate::database::AnyConnection,
+    id: i64,
+    processor: &str,
+) -> Result<(), StoreError> {
+    let changed = diesel::update(flow::table.find(id))
+        .set((
+            flow::processor.eq(processor),
+            flow::heartbeat.eq(Some(now())),
+        ))
+        .execute(conn)
+        .map_err(|e| StoreError::query("heartbeat flow", "flow", id.to_string(), e))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound {
+            what: "flow",
+            key: id.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Writes a task transition (no fence check: the caller holds the fence).
+pub(crate) fn apply_task_transition(
+    conn: &mut crate::database::AnyConnection,
+    id: i64,
+    transition: TaskTransition,
+) -> Result<TaskRecord, StoreError> {
+    let current = load_task(conn, id)?;
+    let at = now();
+    let status = transition
+        .status
+        .map_or(current.status.clone(), |s| s.as_str().to_owned());
+    let started = current
+        .started_at
+        .or((transition.status == Some(TaskStatus::Running)).then_some(at));
+    let finished = transition
+        .status
+        .filter(|s| s.is_terminal())
+        .map(|_| at)
+        .or(current.finished_at);
+    let log = match &transition.log_line {
+        Some(line) => Some(append_log(current.log, line)),
+        None => current.log,
+    };
+    diesel::update(task::table.find(id))
+        .set((
+            task::status.eq(status),
+            task::output.eq(transition.output.or(current.output)),
+            task::error.eq(transition.error.or(current.error)),
+            task::steps.eq(transition.steps.unwrap_or(current.steps)),
+            task::log.eq(log),
+            task::started_at.eq(started),
+            task::finished_at.eq(finished),
+            task::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .map_err(|e| StoreError::query("update task", "task", id.to_string(), e))?;
+    load_task(conn, id)
 }
 
 impl Store {
@@ -113,22 +239,7 @@ impl Store {
         self.run("start flow", move |conn| {
             conn.transaction(|conn| {
                 let err = |e| StoreError::query("start flow", "flow", &new.name, e);
-                diesel::insert_into(flow::table)
-                    .values(&new)
-                    .execute(conn)
-                    .map_err(err)?;
-                let id = last_insert_id(conn).map_err(err)?;
-                for name in &task_names {
-                    diesel::insert_into(task::table)
-                        .values(NewTask {
-                            flow_id: id,
-                            name: name.clone(),
-                            status: TaskStatus::Pending.as_str().to_owned(),
-                            steps: String::new(),
-                        })
-                        .execute(conn)
-                        .map_err(err)?;
-                }
+                let id = insert_flow(conn, &new, &task_names)?;
                 diesel::update(command_log::table.find(&command_id))
                     .set((
                         command_log::flow_id.eq(Some(id)),
@@ -180,34 +291,11 @@ impl Store {
     ) -> Result<FlowRecord, StoreError> {
         self.run("update flow", move |conn| {
             conn.transaction(|conn| {
-                let current = load_flow(conn, id)?;
                 if let Some(epoch) = transition.fence_epoch {
-                    super::check_fence(conn, &current.mesh_name, epoch)?;
+                    let mesh = load_flow(conn, id)?.mesh_name;
+                    super::check_fence(conn, &mesh, epoch)?;
                 }
-                let at = now();
-                let started = current
-                    .started_at
-                    .or((transition.status == FlowStatus::Running).then_some(at));
-                let finished = transition
-                    .status
-                    .is_terminal()
-                    .then_some(at)
-                    .or(current.finished_at);
-                let log = match &transition.log_line {
-                    Some(line) => Some(append_log(current.log, line)),
-                    None => current.log,
-                };
-                diesel::update(flow::table.find(id))
-                    .set((
-                        flow::status.eq(transition.status.as_str()),
-                        flow::started_at.eq(started),
-                        flow::finished_at.eq(finished),
-                        flow::log.eq(log),
-                        flow::updated_at.eq(at),
-                    ))
-                    .execute(conn)
-                    .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
-                load_flow(conn, id)
+                apply_flow_transition(conn, id, &transition)
             })
         })
         .await
@@ -229,20 +317,7 @@ impl Store {
                 let mesh = load_flow(conn, id)?.mesh_name;
                 super::check_fence(conn, &mesh, epoch)?;
             }
-            let changed = diesel::update(flow::table.find(id))
-                .set((
-                    flow::processor.eq(&processor),
-                    flow::heartbeat.eq(Some(now())),
-                ))
-                .execute(conn)
-                .map_err(|e| StoreError::query("heartbeat flow", "flow", id.to_string(), e))?;
-            if changed == 0 {
-                return Err(StoreError::NotFound {
-                    what: "flow",
-                    key: id.to_string(),
-                });
-            }
-            Ok(())
+            apply_heartbeat(conn, id, &processor)
         })
         .await
     }
@@ -298,41 +373,12 @@ impl Store {
     ) -> Result<TaskRecord, StoreError> {
         self.run("update task", move |conn| {
             conn.transaction(|conn| {
-                let current = load_task(conn, id)?;
                 if let Some(epoch) = transition.fence_epoch {
-                    let mesh = load_flow(conn, current.flow_id)?.mesh_name;
+                    let flow_id = load_task(conn, id)?.flow_id;
+                    let mesh = load_flow(conn, flow_id)?.mesh_name;
                     super::check_fence(conn, &mesh, epoch)?;
                 }
-                let at = now();
-                let status = transition
-                    .status
-                    .map_or(current.status.clone(), |s| s.as_str().to_owned());
-                let started = current
-                    .started_at
-                    .or((transition.status == Some(TaskStatus::Running)).then_some(at));
-                let finished = transition
-                    .status
-                    .filter(|s| s.is_terminal())
-                    .map(|_| at)
-                    .or(current.finished_at);
-                let log = match &transition.log_line {
-                    Some(line) => Some(append_log(current.log, line)),
-                    None => current.log,
-                };
-                diesel::update(task::table.find(id))
-                    .set((
-                        task::status.eq(status),
-                        task::output.eq(transition.output.or(current.output)),
-                        task::error.eq(transition.error.or(current.error)),
-                        task::steps.eq(transition.steps.unwrap_or(current.steps)),
-                        task::log.eq(log),
-                        task::started_at.eq(started),
-                        task::finished_at.eq(finished),
-                        task::updated_at.eq(at),
-                    ))
-                    .execute(conn)
-                    .map_err(|e| StoreError::query("update task", "task", id.to_string(), e))?;
-                load_task(conn, id)
+                apply_task_transition(conn, id, transition)
             })
         })
         .await

@@ -11,6 +11,8 @@
 //! - [`event`]: the append-only event history and the seed's `mesh_events` snapshot;
 //! - [`command`]: the command log that keeps every command's effect single;
 //! - [`secret`]: per-mesh secrets (CA keys, reader tokens), sealed;
+//! - [`step`]: one step of a command or flow (transitions, status, outcome, events) in one
+//!   transaction, fenced through the mesh row;
 //! - [`token`]: API tokens, stored as SHA-256 hashes, and their authentication.
 
 pub mod cluster;
@@ -19,6 +21,7 @@ pub mod event;
 pub mod flow;
 pub mod mesh;
 pub mod secret;
+pub mod step;
 pub mod token;
 
 use std::sync::Arc;
@@ -152,16 +155,40 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Database(DatabaseError::Connect { .. }) | Self::Pool { .. } => true,
-            Self::Query { source, .. } => matches!(
-                source,
-                DieselError::DatabaseError(
-                    DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection,
-                    _
-                ) | DieselError::BrokenTransactionManager
-            ),
+            Self::Query { source, .. } => is_transient_query_error(source),
             Self::Transaction(_) => true,
             _ => false,
         }
+    }
+}
+
+/// Whether a query failed because of the connection or a conflict rather than the query itself:
+/// a lost or closed connection, a server restarting, a deadlock or lock wait. The MySQL driver
+/// reports most of these as unknown errors, so their messages tell.
+fn is_transient_query_error(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection,
+            _,
+        )
+        | DieselError::BrokenTransactionManager => true,
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let message = info.message().to_ascii_lowercase();
+            [
+                "gone away",
+                "lost connection",
+                "can't connect",
+                "server shutdown",
+                "connection refused",
+                "connection was killed",
+                "deadlock",
+                "lock wait timeout",
+                "try restarting transaction",
+            ]
+            .iter()
+            .any(|needle| message.contains(needle))
+        }
+        _ => false,
     }
 }
 
@@ -243,10 +270,14 @@ impl Store {
             owner_epoch,
         }) = &result
         {
-            self.inner
+            let refused = self
+                .inner
                 .fenced_writes
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(%mesh, epoch, owner_epoch, op, "stale write refused");
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            // The running count goes into the log line, so the refusals of a process are visible
+            // from outside it, even after it was killed.
+            tracing::warn!(%mesh, epoch, owner_epoch, op, refused_writes = refused, "stale write refused");
         }
         result
     }
@@ -318,4 +349,58 @@ pub(crate) fn last_insert_id(conn: &mut AnyConnection) -> diesel::QueryResult<i6
     diesel::sql_query(sql)
         .get_result::<LastInsertId>(conn)
         .map(|row| row.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Info(&'static str);
+
+    impl diesel::result::DatabaseErrorInformation for Info {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn details(&self) -> Option<&str> {
+            None
+        }
+        fn hint(&self) -> Option<&str> {
+            None
+        }
+        fn table_name(&self) -> Option<&str> {
+            None
+        }
+        fn column_name(&self) -> Option<&str> {
+            None
+        }
+        fn constraint_name(&self) -> Option<&str> {
+            None
+        }
+        fn statement_position(&self) -> Option<i32> {
+            None
+        }
+    }
+
+    fn query_error(message: &'static str) -> StoreError {
+        StoreError::Query {
+            op: "test",
+            key: String::new(),
+            source: DieselError::DatabaseError(DatabaseErrorKind::Unknown, Box::new(Info(message))),
+        }
+    }
+
+    #[test]
+    fn a_lost_or_restarting_server_is_transient_and_a_bad_query_is_not() {
+        for message in [
+            "MySQL server has gone away",
+            "Lost connection to server during query",
+            "Server shutdown in progress",
+            "Can't connect to server on '127.0.0.1' (111)",
+        ] {
+            assert!(query_error(message).is_transient(), "{message}");
+        }
+        assert!(!query_error("You have an error in your SQL syntax").is_transient());
+        assert!(!query_error("Unknown column 'x' in 'field list'").is_transient());
+    }
 }

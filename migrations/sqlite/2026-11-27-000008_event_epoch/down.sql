@@ -1,0 +1,1 @@
+ALTER TABLE mesh_event_log DROP COLUMN epoch;
