@@ -12,14 +12,13 @@
 //!
 //! Workers are real `Worker`s with their own actix runtime (thread) and their own database pool
 //! each, as separate processes would have, sharing partitions through NATS key-value leases; "kill"
-//! drops a worker's runtime at once, as SIGKILL would. The simulated clusters run on a runtime of
-//! their own. Each worker runs at most `max_concurrent_tasks` (default 16) tasks at once: its
+//! drops a worker's runtime at once, as SIGKILL would. Each worker runs at most `max_concurrent_tasks` (default 16) tasks at once: its
 //! capacity for cluster I/O, which more workers add to; the I/O-bound measurement gives each
 //! worker 4, so that on a small machine a worker's slots rather than the shared CPUs are the limit
 //! being scaled. Needs a NATS server (`MESH_TEST_NATS_URL`
 //! or `.tools/py/bin/nats-server`) and MariaDB (`MESH_TEST_MYSQL_URL`).
 //! Run: `cargo run --release -p mesh-actors --example worker_bench [seconds-per-measurement]
-//! [meshes]` (defaults 8 s, 48 meshes).
+//! [meshes]` (defaults 8 s, 32 meshes).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +38,7 @@ use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store};
 
 const LEASE_TTL: Duration = Duration::from_secs(2);
-const MESHES: usize = 48;
+const MESHES: usize = 32;
 const WARM_UP: Duration = Duration::from_secs(2);
 /// Task slots of each worker in the I/O-bound measurement (`max_concurrent_tasks`): small enough
 /// that one worker's slots, not this machine's two shared CPUs, are what a second worker adds to.
@@ -259,24 +258,12 @@ async fn main() -> anyhow::Result<()> {
         "raw limits: JetStream publish→consume→ack {raw_js:.0} msg/s; MariaDB single-row commit {raw_db:.0} commits/s"
     );
 
-    // The simulated clusters get threads of their own, so they do not compete with the workers'
-    // runtimes for one thread.
-    let sim_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let sim_handle = sim_runtime.handle().clone();
-    let world = std::thread::spawn(move || {
-        sim_handle.block_on(
-            mesh_sim::World::builder()
-                .clusters(mesh_count)
-                .deploy_ready_delay(Duration::ZERO)
-                .remote_sync_interval(Duration::from_millis(100))
-                .start(),
-        )
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("simulated clusters did not start"))??;
+    let world = mesh_sim::World::builder()
+        .clusters(mesh_count)
+        .deploy_ready_delay(Duration::ZERO)
+        .remote_sync_interval(Duration::from_millis(100))
+        .start()
+        .await?;
     let mut meshes = Vec::new();
     for (i, cluster) in world.clusters().iter().enumerate() {
         store
@@ -462,7 +449,5 @@ async fn main() -> anyhow::Result<()> {
         worker.kill();
     }
     world.stop();
-    drop(world);
-    sim_runtime.shutdown_background();
     Ok(())
 }
