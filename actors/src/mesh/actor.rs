@@ -91,9 +91,10 @@ impl Handler<HandleCommand> for MeshActor {
                     let _ = delivery.nak(Some(Duration::from_secs(2))).await;
                 }
                 Err(error @ ActorError::Store(StoreError::Fenced { .. })) => {
-                    // This worker lost the partition: leave the command to its new owner.
+                    // This worker lost the partition: leave the command to its new owner (later,
+                    // so a stale consumer does not take it straight back).
                     tracing::warn!(%error, "command left to the partition's new owner");
-                    let _ = delivery.nak(None).await;
+                    let _ = delivery.nak(Some(Duration::from_secs(1))).await;
                 }
                 Err(error) => {
                     // Not retryable: acknowledge so it does not loop forever; the log says why.
