@@ -888,7 +888,8 @@ fn kubeconfigs_refuse_bad_inputs() {
 #[test]
 fn a_config_change_touches_exactly_the_stages_whose_objects_differ() {
     use crate::spec::{MeshConfig, OutboundTrafficPolicy};
-    let changes: Vec<(&str, Box<dyn Fn(&mut MeshConfig)>)> = vec![
+    type Change = Box<dyn Fn(&mut MeshConfig)>;
+    let changes: Vec<(&str, Change)> = vec![
         ("sampling", Box::new(|c| c.trace_sampling = 42.0)),
         (
             "outbound",
