@@ -159,6 +159,19 @@ pub(crate) struct ReplicasDoc {
     eastwest_gateway: Option<u32>,
 }
 
+/// What mesh-manager does about managed Istio resources changed directly in a cluster.
+#[derive(ToSchema)]
+#[schema(as = DriftPolicy)]
+#[allow(dead_code)]
+pub(crate) enum DriftPolicyDoc {
+    /// Report it and put the desired version back (the default).
+    #[schema(rename = "repair")]
+    Repair,
+    /// Report it and leave the cluster as it is.
+    #[schema(rename = "report")]
+    Report,
+}
+
 /// Tunable mesh settings; every field is optional and unknown fields are refused.
 #[derive(ToSchema)]
 #[schema(as = MeshConfig)]
@@ -174,6 +187,8 @@ pub(crate) struct MeshConfigDoc {
     auto_injection_namespaces: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// Component replica counts.
     replicas: Option<ReplicasDoc>,
+    /// What happens when a managed Istio resource is changed directly in a cluster.
+    drift_policy: Option<DriftPolicyDoc>,
 }
 
 /// Adds the security schemes.
