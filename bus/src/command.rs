@@ -621,6 +621,22 @@ mod tests {
             }
             .into(),
             DeleteMesh {}.into(),
+            ApplyResources {
+                cluster: None,
+                changes: vec![ResourceChange {
+                    op: ResourceOp::Delete,
+                    kind: "VirtualService".into(),
+                    namespace: "default".into(),
+                    name: "reviews".into(),
+                    body: None,
+                    expected_generation: Some(3),
+                }],
+            }
+            .into(),
+            RepairDrift {
+                cluster: ClusterName::new("east").expect("valid"),
+            }
+            .into(),
         ];
         assert_eq!(commands.len(), Command::KINDS.len());
         for command in commands {

@@ -225,9 +225,14 @@ async fn killed_workers_lose_nothing_and_apply_nothing_twice() {
     for cycle in 0..cycles {
         for (i, mesh) in meshes.iter().enumerate() {
             let percent = SamplingPercent::new(((cycle * 7 + i) % 100) as f64).unwrap();
-            bus.publish_command(&command(mesh, SetTraceSampling { percent }))
-                .await
-                .unwrap();
+            // A publish whose acknowledgement times out under load is sent again with the same
+            // id, as a client should: JetStream's duplicate window keeps it single.
+            let sampling = command(mesh, SetTraceSampling { percent });
+            let mut attempt = 0;
+            while let Err(error) = bus.publish_command(&sampling).await {
+                attempt += 1;
+                assert!(attempt < 5, "publish failed {attempt} times: {error}");
+            }
             published += 1;
         }
         let victim = next_random(workers.len());
