@@ -18,16 +18,16 @@ use futures::StreamExt;
 use mesh_bus::command::RepairDrift;
 use mesh_bus::event::{DriftDetected, ResourceName};
 use mesh_bus::{CommandEnvelope, EventEnvelope, partition_of};
-use mesh_core::resources::{IstioKind, drift, managed_resource_selector, with_managed_labels};
+use mesh_core::resources::{IstioKind, drift, managed_resource_selector};
 use mesh_core::spec::{DriftPolicy, MeshSpec};
 use mesh_core::{ClusterName, FlowStatus, MeshName, TenantId};
 use mesh_schema::TenantScope;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::connections::ClusterConnections;
 use crate::error::ActorError;
+use crate::flow::resources::{desired_in, live_in};
 use crate::flow::{FlowRunner, load_spec};
 
 /// How often the supervisor looks for meshes that gained or lost resources.
@@ -213,15 +213,18 @@ impl Watcher {
             }))
     }
 
-    async fn spec(&self) -> Result<Option<MeshSpec>, ActorError> {
+    /// The mesh's spec while it is `Running`; `None` otherwise (gone, installing, upgrading).
+    async fn running_spec(&self) -> Result<Option<MeshSpec>, ActorError> {
         let store = self.runner.store();
-        let Some(record) = store
+        match store
             .get_mesh(&TenantScope::All, self.scope.mesh.as_str())
             .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(load_spec(store, &record).await?))
+        {
+            Some(record) if record.status == "Running" => {
+                Ok(Some(load_spec(store, &record).await?))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Compares the cluster with the desired state; reports and (per policy) repairs drift.
@@ -229,64 +232,17 @@ impl Watcher {
         if self.busy().await? {
             return Ok(());
         }
-        let Some(spec) = self.spec().await? else {
+        let Some(spec) = self.running_spec().await? else {
             return Ok(());
         };
-        if !matches!(
-            self.runner
-                .store()
-                .get_mesh(&TenantScope::All, spec.name.as_str())
-                .await?
-                .map(|m| m.status),
-            Some(status) if status == "Running"
-        ) {
-            return Ok(());
-        }
         let cluster = self.scope.cluster.as_str();
-        let rows = self
-            .runner
-            .store()
-            .list_resources(spec.name.as_str(), None, None, None)
-            .await?;
-        let mut desired: BTreeMap<(String, String, String), Value> = BTreeMap::new();
-        for row in rows
-            .iter()
-            .filter(|r| r.cluster_name.is_empty() || r.cluster_name == cluster)
-        {
-            if let Ok(body) = serde_json::from_str::<Value>(&row.body) {
-                desired.insert(
-                    (row.kind.clone(), row.namespace.clone(), row.name.clone()),
-                    with_managed_labels(&body, &spec.name),
-                );
-            }
-        }
+        let desired = desired_in(self.runner.store(), &spec.name, &self.scope.cluster).await?;
         let connection = self.connections.get(cluster).await?;
-        let selector = managed_resource_selector(&spec.name);
-        let mut live: BTreeMap<(String, String, String), Value> = BTreeMap::new();
-        for kind in IstioKind::ALL {
-            for object in connection
-                .ops
-                .list_labelled_objects(&kind.api_version(), kind.kind(), &selector)
-                .await?
-            {
-                let key = (
-                    kind.kind().to_owned(),
-                    object["metadata"]["namespace"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    object["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-                live.insert(key, object);
-            }
-        }
+        let live = live_in(&connection.ops, &spec.name).await?;
         let mut findings: Vec<(ResourceName, &'static str, Vec<String>)> = Vec::new();
         for (key, body) in &desired {
             let name = ResourceName {
-                kind: key.0.clone(),
+                kind: key.0.kind().to_owned(),
                 namespace: key.1.clone(),
                 name: key.2.clone(),
             };
@@ -303,7 +259,7 @@ impl Watcher {
         }
         for key in live.keys().filter(|k| !desired.contains_key(*k)) {
             let name = ResourceName {
-                kind: key.0.clone(),
+                kind: key.0.kind().to_owned(),
                 namespace: key.1.clone(),
                 name: key.2.clone(),
             };

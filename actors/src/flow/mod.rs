@@ -9,7 +9,7 @@
 //! Task names say what they do and where: `control-plane:east`, `link:east:west` (east holds
 //! west's remote secret), `verify`. [`TaskKind`] parses them back.
 
-mod resources;
+pub(crate) mod resources;
 pub mod runner;
 mod tasks;
 pub mod upgrade;

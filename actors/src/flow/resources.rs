@@ -6,11 +6,12 @@
 //! for objects whose live state differs from the wanted one, so an unchanged object costs no
 //! write — and a one-line summary for the task log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use mesh_clusters::ObjectRef;
-use mesh_core::ClusterName;
+use mesh_clusters::{ClusterOps, ObjectRef};
 use mesh_core::resources::{IstioKind, drift, managed_resource_selector, with_managed_labels};
+use mesh_core::{ClusterName, MeshName};
+use mesh_schema::Store;
 use mesh_schema::store::resource::ResourceChangeRecord;
 use serde_json::Value;
 
@@ -76,6 +77,64 @@ fn kind_rank(kind: IstioKind) -> usize {
         .iter()
         .position(|k| *k == kind)
         .unwrap_or(usize::MAX)
+}
+
+/// A managed object in a cluster: kind, namespace, name.
+pub(crate) type ObjectKey = (IstioKind, String, String);
+
+/// What `cluster` must hold of the mesh's tenant resources: the mesh-wide ones and its own, with
+/// the managed labels, by object.
+pub(crate) async fn desired_in(
+    store: &Store,
+    mesh: &MeshName,
+    cluster: &ClusterName,
+) -> Result<BTreeMap<ObjectKey, Value>, ActorError> {
+    let rows = store
+        .list_resources(mesh.as_str(), None, None, None)
+        .await?;
+    let mut desired = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.cluster_name.is_empty() || r.cluster_name == cluster.as_str())
+    {
+        let Some(kind) = IstioKind::from_kind(&row.kind) else {
+            continue;
+        };
+        let body: Value =
+            serde_json::from_str(&row.body).map_err(|e| ActorError::CorruptState {
+                mesh: mesh.to_string(),
+                reason: format!("stored Istio resource is not JSON: {e}"),
+            })?;
+        desired.insert(
+            (kind, row.namespace.clone(), row.name.clone()),
+            with_managed_labels(&body, mesh),
+        );
+    }
+    Ok(desired)
+}
+
+/// The mesh's tenant resources `ops`'s cluster holds now, by object (one list per kind).
+pub(crate) async fn live_in(
+    ops: &ClusterOps,
+    mesh: &MeshName,
+) -> Result<BTreeMap<ObjectKey, Value>, ActorError> {
+    let selector = managed_resource_selector(mesh);
+    let mut live = BTreeMap::new();
+    for kind in IstioKind::ALL {
+        for object in ops
+            .list_labelled_objects(&kind.api_version(), kind.kind(), &selector)
+            .await?
+        {
+            let field = |name: &str| {
+                object["metadata"][name]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            live.insert((kind, field("namespace"), field("name")), object);
+        }
+    }
+    Ok(live)
 }
 
 impl TaskContext<'_> {
@@ -188,60 +247,26 @@ impl TaskContext<'_> {
     /// Makes `cluster`'s managed resources equal the desired state: missing or edited objects
     /// are applied again, managed objects nobody wants any more are deleted.
     pub(super) async fn sync_resources(&self, cluster: &ClusterName) -> Result<String, ActorError> {
-        let mesh = self.spec.name.as_str();
-        let desired = self.store.list_resources(mesh, None, None, None).await?;
-        let mut wanted: BTreeMap<(IstioKind, String, String), Wanted> = BTreeMap::new();
-        for row in desired
-            .iter()
-            .filter(|r| r.cluster_name.is_empty() || r.cluster_name == cluster.as_str())
-        {
-            let Some(kind) = IstioKind::from_kind(&row.kind) else {
-                continue;
-            };
-            let body = with_managed_labels(&parse_body(self, &row.body)?, &self.spec.name);
-            wanted.insert(
-                (kind, row.namespace.clone(), row.name.clone()),
-                Wanted {
-                    kind,
-                    namespace: row.namespace.clone(),
-                    name: row.name.clone(),
-                    body: Some(body),
-                },
-            );
-        }
+        let mesh = &self.spec.name;
         let connection = self.connections.get(cluster.as_str()).await?;
-        let selector = managed_resource_selector(&self.spec.name);
-        let mut live_keys = BTreeSet::new();
-        for kind in IstioKind::ALL {
-            for object in connection
-                .ops
-                .list_labelled_objects(&kind.api_version(), kind.kind(), &selector)
-                .await?
-            {
-                let namespace = object["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let name = object["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                live_keys.insert((kind, namespace, name));
-            }
+        let mut wanted: BTreeMap<ObjectKey, Option<Value>> = desired_in(self.store, mesh, cluster)
+            .await?
+            .into_iter()
+            .map(|(key, body)| (key, Some(body)))
+            .collect();
+        for key in live_in(&connection.ops, mesh).await?.into_keys() {
+            wanted.entry(key).or_insert(None);
         }
-        for (kind, namespace, name) in live_keys {
-            wanted
-                .entry((kind, namespace.clone(), name.clone()))
-                .or_insert(Wanted {
-                    kind,
-                    namespace,
-                    name,
-                    body: None,
-                });
-        }
-        let tally = self
-            .converge(cluster, wanted.into_values().collect())
-            .await?;
+        let wanted = wanted
+            .into_iter()
+            .map(|((kind, namespace, name), body)| Wanted {
+                kind,
+                namespace,
+                name,
+                body,
+            })
+            .collect();
+        let tally = self.converge(cluster, wanted).await?;
         Ok(format!("synced {}", tally.summary(cluster)))
     }
 }

@@ -940,19 +940,7 @@ impl TaskContext<'_> {
             .collect();
         self.move_namespaces(cluster, &namespaces, upgrade.to_strategy(), &revision)
             .await?;
-        let connection = self.connections.get(cluster.as_str()).await?;
-        let removed = old != revision && connection.ops.delete(&revision_ref(&old)).await?;
-        if old != revision {
-            // Done only when the old control plane is really gone, not just its revision.
-            connection
-                .ops
-                .wait_deployment_gone(
-                    "istio-system",
-                    &mesh_core::plan::istiod_service(&old),
-                    self.config.wait_timeout,
-                )
-                .await?;
-        }
+        let removed = old != revision && self.remove_revision(cluster, &old).await?;
         self.store
             .update_member_phase(cluster.as_str(), "Running", "", None)
             .await?;
@@ -1008,6 +996,26 @@ impl TaskContext<'_> {
         Ok(format!("{cluster} runs Istio {} in place", upgrade.to))
     }
 
+    /// Deletes `revision` from `cluster` and waits until its istiod is really gone, not just the
+    /// revision object. Returns whether the revision existed.
+    async fn remove_revision(
+        &self,
+        cluster: &ClusterName,
+        revision: &str,
+    ) -> Result<bool, ActorError> {
+        let connection = self.connections.get(cluster.as_str()).await?;
+        let existed = connection.ops.delete(&revision_ref(revision)).await?;
+        connection
+            .ops
+            .wait_deployment_gone(
+                "istio-system",
+                &mesh_core::plan::istiod_service(revision),
+                self.config.wait_timeout,
+            )
+            .await?;
+        Ok(existed)
+    }
+
     async fn revert(
         &self,
         upgrade: &UpgradeState,
@@ -1057,17 +1065,7 @@ impl TaskContext<'_> {
                     .await?;
             }
         }
-        let removed = old != new && connection.ops.delete(&revision_ref(&new)).await?;
-        if old != new {
-            connection
-                .ops
-                .wait_deployment_gone(
-                    "istio-system",
-                    &mesh_core::plan::istiod_service(&new),
-                    self.config.wait_timeout,
-                )
-                .await?;
-        }
+        let removed = old != new && self.remove_revision(cluster, &new).await?;
         self.store
             .update_member_phase(cluster.as_str(), "Running", "", None)
             .await?;

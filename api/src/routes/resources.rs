@@ -287,17 +287,6 @@ fn namespace_of(text: Option<&str>) -> Result<NamespaceName, ApiError> {
     Ok(NamespaceName::new(text.unwrap_or("default"))?)
 }
 
-fn resource_of(row: &ResourceRecord) -> Option<IstioResource> {
-    Some(IstioResource {
-        key: ResourceKey {
-            kind: IstioKind::from_kind(&row.kind)?,
-            namespace: NamespaceName::new(row.namespace.clone()).ok()?,
-            name: row.name.clone(),
-        },
-        body: serde_json::from_str(&row.body).ok()?,
-    })
-}
-
 /// The members that hold the mesh's mesh-wide resources.
 fn targets(members: &[(String, String)]) -> Vec<String> {
     members
@@ -468,7 +457,7 @@ async fn carry_out(
         .list_resources(&mesh.name, Some(""), None, None)
         .await?
         .iter()
-        .filter_map(resource_of)
+        .filter_map(ResourceRecord::resource)
         .collect();
     let members: Vec<(String, String)> = store
         .list_member_clusters(&mesh.name)

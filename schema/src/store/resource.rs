@@ -51,6 +51,22 @@ pub struct ResourceRecord {
     pub updated_at: NaiveDateTime,
 }
 
+impl ResourceRecord {
+    /// The stored object as a resource; `None` for a row no current mesh-manager can read (an
+    /// unknown kind, a bad namespace, a body that is not JSON).
+    pub fn resource(&self) -> Option<mesh_core::resources::IstioResource> {
+        use mesh_core::resources::{IstioKind, IstioResource, ResourceKey};
+        Some(IstioResource {
+            key: ResourceKey {
+                kind: IstioKind::from_kind(&self.kind)?,
+                namespace: mesh_core::NamespaceName::new(self.namespace.clone()).ok()?,
+                name: self.name.clone(),
+            },
+            body: serde_json::from_str(&self.body).ok()?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = istio_resource)]
 struct NewResource {

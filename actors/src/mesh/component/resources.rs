@@ -37,21 +37,6 @@ fn describe_findings(findings: &[&Finding]) -> String {
     format!("invalid Istio resources: {}", lines.join("; "))
 }
 
-/// Parses a stored desired row back into a resource.
-pub(crate) fn resource_of(row: &ResourceRecord) -> Option<IstioResource> {
-    let kind = IstioKind::from_kind(&row.kind)?;
-    let namespace = NamespaceName::new(row.namespace.clone()).ok()?;
-    let body = serde_json::from_str(&row.body).ok()?;
-    Some(IstioResource {
-        key: ResourceKey {
-            kind,
-            namespace,
-            name: row.name.clone(),
-        },
-        body,
-    })
-}
-
 /// The clusters a change of this scope is written to; an error when the scope makes no sense.
 pub(crate) fn scope_targets(
     spec: &MeshSpec,
@@ -103,7 +88,7 @@ impl MeshComponent {
             .list_resources(&mesh.name, Some(&scope), None, None)
             .await?
             .iter()
-            .filter_map(resource_of)
+            .filter_map(ResourceRecord::resource)
             .collect();
         let mut after = current.clone();
         let mut changes = Vec::new();
