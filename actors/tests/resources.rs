@@ -49,12 +49,20 @@ fn apply_change(doc: &Value) -> ResourceChange {
 }
 
 fn resources_command(mesh: &str, changes: Vec<ResourceChange>) -> CommandEnvelope {
+    scoped_command(mesh, None, changes)
+}
+
+fn scoped_command(
+    mesh: &str,
+    cluster: Option<&str>,
+    changes: Vec<ResourceChange>,
+) -> CommandEnvelope {
     CommandEnvelope::command(
         tenant(),
         MeshName::new(mesh).unwrap(),
         "user:alice",
         ApplyResources {
-            cluster: None,
+            cluster: cluster.map(|c| mesh_core::ClusterName::new(c).unwrap()),
             changes,
         },
     )
@@ -463,4 +471,76 @@ async fn an_edit_or_deletion_made_in_a_cluster_is_reported_and_repaired() {
         repairs.len() >= 2 && repairs.iter().all(|s| s == "Succeeded")
     })
     .await;
+}
+
+#[actix_rt::test]
+async fn a_clusters_own_object_goes_to_that_cluster_only_and_never_doubles_a_mesh_wide_one() {
+    let setup = setup(2, false, false).await;
+    install(&setup, "shop").await;
+    let second = setup.world.cluster(1).name().to_owned();
+    let entry = json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "local-db", "namespace": "default"},
+        "spec": {
+            "hosts": ["db.internal.example.com"],
+            "ports": [{"number": 5432, "name": "tcp", "protocol": "TCP"}],
+            "resolution": "DNS",
+        },
+    });
+    let own = scoped_command("shop", Some(&second), vec![apply_change(&entry)]);
+    assert_eq!(
+        outcome(&run_command(&setup, own).await).0,
+        FlowOutcome::Succeeded
+    );
+    assert!(
+        live_spec(&setup.world, 1, "ServiceEntry", "local-db")
+            .await
+            .is_some()
+    );
+    assert!(
+        live_spec(&setup.world, 0, "ServiceEntry", "local-db")
+            .await
+            .is_none(),
+        "the other primary never gets it"
+    );
+    let rows = setup
+        .store
+        .list_resources("shop", Some(&second), None, None)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+
+    // The same object mesh-wide would give the cluster two versions of it: refused.
+    let doubled = run_command(&setup, apply_command("shop", &[entry.clone()])).await;
+    let reason = rejection(&doubled);
+    assert!(
+        reason.contains(&second) && reason.contains("local-db"),
+        "{reason}"
+    );
+
+    // Deleting it in its scope removes it from its cluster.
+    let delete = ResourceChange {
+        op: ResourceOp::Delete,
+        body: None,
+        ..apply_change(&entry)
+    };
+    let deleted = scoped_command("shop", Some(&second), vec![delete]);
+    assert_eq!(
+        outcome(&run_command(&setup, deleted).await).0,
+        FlowOutcome::Succeeded
+    );
+    assert!(
+        live_spec(&setup.world, 1, "ServiceEntry", "local-db")
+            .await
+            .is_none()
+    );
+
+    // A member that is not in the mesh is refused by name.
+    let stranger = scoped_command("shop", Some("nowhere"), vec![apply_change(&entry)]);
+    let reason = rejection(&run_command(&setup, stranger).await);
+    assert!(
+        reason.contains("nowhere") && reason.contains("not a member"),
+        "{reason}"
+    );
 }

@@ -16,7 +16,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::envelope::ErrorResponse;
-use crate::routes::{clusters, config, events, flows, health, meshes, resources, upgrade};
+use crate::routes::{
+    clusters, config, events, flows, health, meshes, microservices, resources, upgrade,
+};
 
 /// Name of the bearer-token security scheme.
 pub const BEARER_SCHEME: &str = "bearer";
@@ -254,6 +256,11 @@ impl Modify for SecuritySchemes {
         resources::get_one,
         resources::delete_one,
         resources::list_cluster_kind,
+        resources::apply_cluster_one,
+        resources::get_cluster_one,
+        resources::delete_cluster_one,
+        microservices::list,
+        microservices::get,
         flows::list,
         flows::get,
         events::stream,

@@ -1,8 +1,9 @@
 //! Simulated clusters inside meshd (`meshd --sim-clusters N`), for demos and end-to-end tests.
 //!
 //! Input: the number of clusters and the tenant from [`MeshdConfig`]. Output: a running
-//! [`mesh_sim::World`] of clusters `sim-1` … `sim-N` and one registered cluster per simulated
-//! cluster in the store, so a mesh can be created on them right away.
+//! [`mesh_sim::World`] of clusters `sim-1` … `sim-N`, each running Istio's bookinfo sample in
+//! the `default` namespace (so routing rules have services to act on), and one registered
+//! cluster per simulated cluster in the store, so a mesh can be created on them right away.
 //!
 //! The world runs on a runtime of its own, on its own thread: the simulated API servers and their
 //! controllers then never compete with meshd's actors and HTTP workers for one event loop, and
@@ -23,6 +24,8 @@ use crate::config::MeshdConfig;
 pub const SIM_PREFIX: &str = "sim-";
 /// Region label of the simulated clusters.
 pub const SIM_REGION: &str = "sim";
+/// Namespace of the sample application (Istio's bookinfo) in every simulated cluster.
+pub const SAMPLE_NAMESPACE: &str = "default";
 
 /// One simulated cluster as meshd needs it: its name and kubeconfig.
 pub struct SimClusterAccess {
@@ -83,6 +86,15 @@ impl SimWorld {
                             return;
                         }
                     };
+                    for cluster in world.clusters() {
+                        if let Err(e) = cluster.dataplane().deploy_bookinfo(SAMPLE_NAMESPACE) {
+                            let _ = ready_tx.send(Err(e.context(format!(
+                                "cannot deploy the sample application into {}",
+                                cluster.name()
+                            ))));
+                            return;
+                        }
+                    }
                     let access = world
                         .clusters()
                         .iter()

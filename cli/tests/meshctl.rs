@@ -296,6 +296,125 @@ fn the_quickstart_creates_watches_describes_and_deletes_a_multi_primary_mesh() {
         planned.contains("unchanged") && !planned.contains("create "),
         "a second apply changes nothing:\n{planned}"
     );
+    // The microservices view: bookinfo runs in `default` of every simulated cluster.
+    let services = ok(dir, &server, &["services", "demo", "-n", "default"]);
+    let reviews = services
+        .lines()
+        .find(|l| l.starts_with("reviews "))
+        .unwrap_or_else(|| panic!("reviews in\n{services}"));
+    for expected in ["v1,v2,v3", "sim-1 3/3", "sim-3 3/3", "reviews"] {
+        assert!(reviews.contains(expected), "{expected:?} in {reviews}");
+    }
+    let detail = ok(
+        dir,
+        &server,
+        &["services", "demo", "-n", "default", "reviews"],
+    );
+    for expected in [
+        "Cluster sim-2:",
+        "workload  Deployment reviews-v2 version=v2 ready 1/1",
+        "endpoint  10.",
+        "default/reviews (byHost) subsets v1",
+        "default/reviews (byHost) subsets v1,v2,v3",
+    ] {
+        assert!(detail.contains(expected), "{expected:?} in\n{detail}");
+    }
+    let line = refused(dir, &server, &["services", "demo", "-n", "default", "nope"]);
+    assert!(line.contains("app=nope"), "{line}");
+
+    // One cluster's own object: written to that cluster only, deleted with `delete -f`.
+    std::fs::write(
+        dir.join("local.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: local-db\nspec:\n  hosts: [db.sim-2.example.com]\n  ports: [{number: 5432, name: tcp, protocol: TCP}]\n  resolution: DNS\n",
+    )
+    .unwrap();
+    let planned = ok(
+        dir,
+        &server,
+        &[
+            "apply",
+            "-f",
+            "local.yaml",
+            "--mesh",
+            "demo",
+            "--cluster",
+            "sim-2",
+            "--dry-run",
+        ],
+    );
+    assert!(
+        planned.contains("cluster sim-2:") && !planned.contains("cluster sim-1:"),
+        "{planned}"
+    );
+    let applied = ok(
+        dir,
+        &server,
+        &[
+            "apply",
+            "-f",
+            "local.yaml",
+            "--mesh",
+            "demo",
+            "--cluster",
+            "sim-2",
+            "--wait",
+            "--timeout",
+            "45s",
+        ],
+    );
+    assert!(applied.contains("apply-resources succeeded"), "{applied}");
+    let listed = ok(dir, &server, &["resources", "demo"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("local-db") && l.contains("cluster sim-2")),
+        "{listed}"
+    );
+    let line = refused(
+        dir,
+        &server,
+        &["apply", "-f", "local.yaml", "--mesh", "demo"],
+    );
+    assert!(
+        line.contains("cluster sim-2"),
+        "mesh-wide refused while sim-2 owns it: {line}"
+    );
+    let deleted = ok(
+        dir,
+        &server,
+        &[
+            "delete",
+            "-f",
+            "local.yaml",
+            "--mesh",
+            "demo",
+            "--cluster",
+            "sim-2",
+            "--wait",
+            "--timeout",
+            "45s",
+        ],
+    );
+    assert!(deleted.contains("succeeded"), "{deleted}");
+    assert!(!ok(dir, &server, &["resources", "demo"]).contains("local-db"));
+    let line = refused(
+        dir,
+        &server,
+        &[
+            "delete",
+            "-f",
+            "local.yaml",
+            "--mesh",
+            "demo",
+            "--cluster",
+            "sim-2",
+        ],
+    );
+    assert!(
+        line.contains("local-db"),
+        "a second delete names what is missing: {line}"
+    );
+
     std::fs::write(
         dir.join("broken.yaml"),
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: ratings\nspec:\n  hosts: [ratings]\n  http:\n  - route:\n    - destination: {host: ratings, subset: v9}\n",

@@ -700,3 +700,88 @@ async fn reqwest_get(url: &str) -> String {
     }
     body.to_string()
 }
+
+#[tokio::test]
+async fn services_get_endpoints_for_the_ready_replicas_they_select() {
+    use k8s_openapi::api::core::v1::Endpoints;
+    let world = World::start(1).await.unwrap();
+    let c = world.cluster(0);
+    c.dataplane().deploy_bookinfo("bookinfo").unwrap();
+    let client = c.client().await.unwrap();
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "bookinfo");
+    let ready_of = |e: &Endpoints| -> Vec<String> {
+        e.subsets
+            .iter()
+            .flatten()
+            .flat_map(|s| s.addresses.iter().flatten())
+            .filter_map(|a| a.target_ref.as_ref().and_then(|t| t.name.clone()))
+            .collect()
+    };
+    eventually(
+        "reviews has three ready endpoints",
+        Duration::from_secs(10),
+        || {
+            let endpoints = endpoints.clone();
+            async move {
+                endpoints
+                    .get_opt("reviews")
+                    .await
+                    .unwrap()
+                    .is_some_and(|e| ready_of(&e).len() == 3)
+            }
+        },
+    )
+    .await;
+    let reviews = endpoints.get("reviews").await.unwrap();
+    let mut pods = ready_of(&reviews);
+    pods.sort();
+    assert_eq!(pods, ["reviews-v1-0", "reviews-v2-0", "reviews-v3-0"]);
+    let port = &reviews.subsets.as_ref().unwrap()[0].ports.as_ref().unwrap()[0];
+    assert_eq!((port.port, port.name.as_deref()), (9080, Some("http")));
+
+    // Scaling a version up adds an address (not ready until the Deployment is); deleting the
+    // Service removes its Endpoints.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "bookinfo");
+    deployments
+        .patch(
+            "reviews-v3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "reviews has four endpoints",
+        Duration::from_secs(10),
+        || {
+            let endpoints = endpoints.clone();
+            async move {
+                let e = endpoints.get("reviews").await.unwrap();
+                e.subsets
+                    .iter()
+                    .flatten()
+                    .map(|s| {
+                        s.addresses.as_ref().map_or(0, Vec::len)
+                            + s.not_ready_addresses.as_ref().map_or(0, Vec::len)
+                    })
+                    .sum::<usize>()
+                    == 4
+            }
+        },
+    )
+    .await;
+    let services: Api<Service> = Api::namespaced(client, "bookinfo");
+    services
+        .delete("ratings", &Default::default())
+        .await
+        .unwrap();
+    eventually(
+        "ratings' endpoints are gone",
+        Duration::from_secs(10),
+        || {
+            let endpoints = endpoints.clone();
+            async move { endpoints.get_opt("ratings").await.unwrap().is_none() }
+        },
+    )
+    .await;
+}

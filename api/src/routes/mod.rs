@@ -9,7 +9,10 @@
 //! - [`meshes`]: `POST|GET /meshes`, `GET|DELETE /meshes/{m}`, `POST /meshes/{m}/sampling`.
 //! - [`resources`]: Istio resources — `GET|POST /meshes/{m}/resources` (batch, `?dryRun=true`),
 //!   `GET|POST /meshes/{m}/namespaces/{ns}/{kind}`, `GET|DELETE …/{kind}/{name}`,
-//!   `GET /clusters/{c}/namespaces/{ns}/{kind}` (live).
+//!   `GET|POST /clusters/{c}/namespaces/{ns}/{kind}` (live list; a member's own objects),
+//!   `GET|DELETE /clusters/{c}/namespaces/{ns}/{kind}/{name}`.
+//! - [`microservices`]: `GET /meshes/{m}/namespaces/{ns}/microservices[/{name}]`.
+//! - [`upgrade`]: `POST /meshes/{m}` (upgrade), `POST /meshes/{m}/canary`.
 //! - [`flows`]: `GET /meshes/{m}/flows`, `GET /meshes/{m}/flows/{id}`.
 //! - [`events`]: `GET /meshes/{m}/events`, server-sent events.
 //! - anything else: a JSON 404 (or 405 for a known path with another method) in the envelope.
@@ -26,6 +29,7 @@ pub mod events;
 pub mod flows;
 pub mod health;
 pub mod meshes;
+pub mod microservices;
 pub mod resources;
 pub mod upgrade;
 
@@ -97,6 +101,15 @@ fn api_scope() -> actix_web::Scope<
                 .get(resources::list_all)
                 .post(resources::apply_batch),
         )
+        // Before the Istio kinds' routes, which would take `microservices` for a kind.
+        .service(
+            resource("/meshes/{mesh}/namespaces/{namespace}/microservices")
+                .get(microservices::list),
+        )
+        .service(
+            resource("/meshes/{mesh}/namespaces/{namespace}/microservices/{name}")
+                .get(microservices::get),
+        )
         .service(
             resource("/meshes/{mesh}/namespaces/{namespace}/{kind}")
                 .get(resources::list_kind)
@@ -109,7 +122,13 @@ fn api_scope() -> actix_web::Scope<
         )
         .service(
             resource("/clusters/{cluster}/namespaces/{namespace}/{kind}")
-                .get(resources::list_cluster_kind),
+                .get(resources::list_cluster_kind)
+                .post(resources::apply_cluster_one),
+        )
+        .service(
+            resource("/clusters/{cluster}/namespaces/{namespace}/{kind}/{name}")
+                .get(resources::get_cluster_one)
+                .delete(resources::delete_cluster_one),
         )
         .service(resource("/meshes/{mesh}/flows").get(flows::list))
         .service(resource("/meshes/{mesh}/flows/{flow}").get(flows::get))

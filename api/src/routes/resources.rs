@@ -17,12 +17,12 @@ use mesh_bus::CommandEnvelope;
 use mesh_bus::command::{ApplyResources, ResourceChange, ResourceOp};
 use mesh_clusters::{ClusterOps, ObjectRef};
 use mesh_core::resources::{
-    self, ClusterFacts, FieldChange, Finding, IstioKind, IstioResource, ResourceKey, ServiceFact,
-    Severity, WorkloadFact, normalize, parse_documents,
+    self, ClusterFacts, FieldChange, Finding, IstioKind, IstioResource, ProposedChange,
+    ResourceKey, ServiceFact, Severity, WorkloadFact, normalize, parse_documents,
 };
 use mesh_core::{ClusterName, ClusterRole, NamespaceName};
 use mesh_schema::models::MeshRecord;
-use mesh_schema::store::resource::{ResourceRecord, ResourceRef};
+use mesh_schema::store::resource::{ResourceRecord, ResourceRef, scope_conflict};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -55,6 +55,26 @@ impl ApplyQuery {
             wait: self.wait.clone(),
         }
     }
+}
+
+/// Query of the batch route (`meshctl apply|delete -f`).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchQuery {
+    /// Validate and show per cluster what would change; write nothing.
+    pub dry_run: Option<bool>,
+    /// How long to wait for the rollout to end (`60s`); without it the answer is 202 at once.
+    #[param(pattern = "^[0-9]+(ms|s|m|h)?$", example = "60s")]
+    pub wait: Option<String>,
+    /// Namespace for objects that name none (default `default`).
+    pub namespace: Option<String>,
+    /// Change the objects of this member cluster only (its own objects) instead of the mesh-wide
+    /// ones.
+    pub cluster: Option<String>,
+    /// Delete the objects the body names (only their kind, namespace and name are read) instead
+    /// of applying them; every one must exist.
+    pub delete: Option<bool>,
 }
 
 /// Path of one kind in a namespace of a mesh.
@@ -94,6 +114,20 @@ pub struct ClusterKindPath {
     pub namespace: String,
     /// The kind as lower-case plural (`virtualservices`).
     pub kind: String,
+}
+
+/// Path of one object in a namespace of a cluster.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ClusterObjectPath {
+    /// The registered cluster.
+    pub cluster: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The kind as lower-case plural (`virtualservices`).
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
 }
 
 /// A desired Istio resource.
@@ -183,10 +217,30 @@ pub struct DryRun {
 
 /// One parsed change of a request.
 struct Requested {
-    key: ResourceKey,
-    /// `None` deletes.
-    resource: Option<IstioResource>,
+    change: ProposedChange,
     expected_generation: Option<i64>,
+}
+
+impl Requested {
+    fn apply(resource: IstioResource, expected_generation: Option<i64>) -> Self {
+        Self {
+            change: ProposedChange {
+                key: resource.key.clone(),
+                resource: Some(resource),
+            },
+            expected_generation,
+        }
+    }
+
+    fn delete(key: ResourceKey, expected_generation: Option<i64>) -> Self {
+        Self {
+            change: ProposedChange {
+                key,
+                resource: None,
+            },
+            expected_generation,
+        }
+    }
 }
 
 fn kind_of(plural: &str) -> Result<IstioKind, ApiError> {
@@ -296,35 +350,6 @@ fn targets(members: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
-/// Validation of a change against the mesh's current desired state: findings about the changed
-/// objects and errors the change brings to others.
-fn validate_change(
-    current: &[IstioResource],
-    requested: &[Requested],
-    facts: Option<&ClusterFacts>,
-) -> Vec<Finding> {
-    let mut after: Vec<IstioResource> = current
-        .iter()
-        .filter(|r| !requested.iter().any(|q| q.key == r.key))
-        .cloned()
-        .collect();
-    after.extend(requested.iter().filter_map(|q| q.resource.clone()));
-    let before: Vec<String> = resources::validate(current, None)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    resources::validate(&after, facts)
-        .into_iter()
-        .filter(|f| {
-            let about_change = f
-                .resource
-                .as_ref()
-                .is_some_and(|key| requested.iter().any(|q| &q.key == key));
-            about_change || (f.severity == Severity::Error && !before.contains(&f.to_string()))
-        })
-        .collect()
-}
-
 /// Services and workloads of the target clusters, for the checks that need them.
 async fn gather_facts(state: &ApiState, clusters: &[String]) -> ClusterFacts {
     use k8s_openapi::api::apps::v1::Deployment;
@@ -393,7 +418,7 @@ async fn plan_clusters(
                 continue;
             }
         };
-        for change in requested {
+        for Requested { change, .. } in requested {
             let target = ObjectRef {
                 api_version: change.key.kind.api_version(),
                 kind: change.key.kind.kind().to_owned(),
@@ -444,31 +469,46 @@ async fn plan_clusters(
     plans
 }
 
-/// Validates a change and either answers the dry run or publishes it.
+/// Validates a change and either answers the dry run or publishes it. `cluster` is the member
+/// whose own objects change (the per-cluster routes); `None` changes the mesh-wide objects.
 async fn carry_out(
     caller: &Caller,
     state: &ApiState,
     mesh: MeshRecord,
+    cluster: Option<&str>,
     requested: Vec<Requested>,
-    query: &ApplyQuery,
+    dry_run: Option<bool>,
+    wait: WaitQuery,
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store()?;
-    let current: Vec<IstioResource> = store
-        .list_resources(&mesh.name, Some(""), None, None)
-        .await?
+    let scope = cluster.unwrap_or_default();
+    let rows = store.list_resources(&mesh.name, None, None, None).await?;
+    for q in &requested {
+        if let Some(reason) = scope_conflict(&rows, scope, &q.change.key) {
+            return Err(ApiError::Conflict(reason));
+        }
+    }
+    // What the target clusters hold: the mesh-wide objects and the member's own.
+    let current: Vec<IstioResource> = rows
         .iter()
+        .filter(|r| r.cluster_name.is_empty() || r.cluster_name == scope)
         .filter_map(ResourceRecord::resource)
         .collect();
-    let members: Vec<(String, String)> = store
-        .list_member_clusters(&mesh.name)
-        .await?
-        .into_iter()
-        .map(|m| (m.name, m.role))
-        .collect();
-    let clusters = targets(&members);
-    if query.dry_run.unwrap_or(false) {
+    let clusters = match cluster {
+        Some(cluster) => vec![cluster.to_owned()],
+        None => targets(
+            &store
+                .list_member_clusters(&mesh.name)
+                .await?
+                .into_iter()
+                .map(|m| (m.name, m.role))
+                .collect::<Vec<_>>(),
+        ),
+    };
+    let changes: Vec<ProposedChange> = requested.iter().map(|q| q.change.clone()).collect();
+    if dry_run.unwrap_or(false) {
         let facts = gather_facts(state, &clusters).await;
-        let findings = validate_change(&current, &requested, Some(&facts));
+        let findings = resources::validate_change(&current, &changes, Some(&facts));
         let plan = DryRun {
             valid: !resources::has_errors(&findings),
             clusters: plan_clusters(state, &mesh, &clusters, &requested).await,
@@ -477,8 +517,7 @@ async fn carry_out(
         return Ok(HttpResponse::Ok().json(ApiResponse::ok(plan)));
     }
     caller.require_write()?;
-    let findings = validate_change(&current, &requested, None);
-    let errors: Vec<String> = findings
+    let errors: Vec<String> = resources::validate_change(&current, &changes, None)
         .iter()
         .filter(|f| f.severity == Severity::Error)
         .map(ToString::to_string)
@@ -489,33 +528,36 @@ async fn carry_out(
             errors.join("; ")
         )));
     }
-    let wait = query.wait().duration(state.max_wait)?;
+    let wait = wait.duration(state.max_wait)?;
     let changes = requested
         .into_iter()
-        .map(|q| ResourceChange {
-            op: if q.resource.is_some() {
-                ResourceOp::Apply
-            } else {
-                ResourceOp::Delete
+        .map(
+            |Requested {
+                 change,
+                 expected_generation,
+             }| ResourceChange {
+                op: if change.resource.is_some() {
+                    ResourceOp::Apply
+                } else {
+                    ResourceOp::Delete
+                },
+                kind: change.key.kind.kind().to_owned(),
+                namespace: change.key.namespace.to_string(),
+                name: change.key.name.clone(),
+                body: change.resource.map(|r| r.body),
+                expected_generation,
             },
-            kind: q.key.kind.kind().to_owned(),
-            namespace: q.key.namespace.to_string(),
-            name: q.key.name.clone(),
-            body: q.resource.map(|r| r.body),
-            expected_generation: q.expected_generation,
-        })
+        )
         .collect();
     let tenant = mesh_core::TenantId::new(mesh.tenant_id.as_str())
         .map_err(|e| ApiError::Internal(format!("stored mesh has a bad tenant: {e}")))?;
     let name = mesh_core::MeshName::new(mesh.name.as_str())?;
+    let cluster = cluster.map(ClusterName::new).transpose()?;
     let envelope = CommandEnvelope::command(
         tenant,
         name,
         &caller.principal,
-        ApplyResources {
-            cluster: None,
-            changes,
-        },
+        ApplyResources { cluster, changes },
     )?;
     publish(state, envelope, wait).await
 }
@@ -526,7 +568,7 @@ async fn carry_out(
     path = "/apis/v1/mesh/meshes/{mesh}/resources",
     tag = "resources",
     operation_id = "applyMeshResources",
-    params(MeshParam, ApplyQuery),
+    params(MeshParam, BatchQuery),
     request_body(content = String, content_type = "application/yaml", description = "One or more Istio resources (VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, EnvoyFilter, WorkloadEntry) as multi-document YAML or JSON"),
     responses(
         (status = 200, description = "`?dryRun=true`: findings and per-cluster changes; or, with `?wait=`, the rollout ended", body = ApiResponse<DryRun>),
@@ -548,23 +590,73 @@ pub async fn apply_batch(
     caller: Caller,
     state: web::Data<ApiState>,
     path: web::Path<String>,
-    query: web::Query<ApplyQuery>,
+    query: web::Query<BatchQuery>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     check_content_type(&request)?;
     let body = read_body(payload, state.body_limit).await?;
     let mesh = visible_mesh(&caller, &state, &path).await?;
+    let cluster = match &query.cluster {
+        Some(cluster) => {
+            let (cluster, member_of) = member_mesh(&caller, &state, cluster).await?;
+            if member_of.name != mesh.name {
+                return Err(ApiError::Unprocessable(format!(
+                    "cluster {cluster} is a member of mesh {}, not of mesh {}",
+                    member_of.name, mesh.name
+                )));
+            }
+            Some(cluster)
+        }
+        None => None,
+    };
     let namespace = namespace_of(query.namespace.as_deref())?;
-    let requested = parse_objects(&body, &namespace)?
-        .into_iter()
-        .map(|resource| Requested {
-            key: resource.key.clone(),
-            resource: Some(resource),
-            expected_generation: None,
-        })
-        .collect();
-    carry_out(&caller, &state, mesh, requested, &query).await
+    let objects = parse_objects(&body, &namespace)?;
+    let requested = if query.delete.unwrap_or(false) {
+        let scope = cluster.as_deref().unwrap_or_default();
+        let rows = state
+            .store()?
+            .list_resources(&mesh.name, Some(scope), None, None)
+            .await?;
+        let missing: Vec<String> = objects
+            .iter()
+            .filter(|o| !rows.iter().any(|r| r.is(&o.key)))
+            .map(|o| o.key.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "not in the desired state of mesh {}{}: {}",
+                mesh.name,
+                cluster
+                    .as_deref()
+                    .map(|c| format!(" for cluster {c}"))
+                    .unwrap_or_default(),
+                missing.join(", ")
+            )));
+        }
+        objects
+            .into_iter()
+            .map(|o| Requested::delete(o.key, None))
+            .collect()
+    } else {
+        objects
+            .into_iter()
+            .map(|resource| Requested::apply(resource, None))
+            .collect()
+    };
+    let wait = WaitQuery {
+        wait: query.wait.clone(),
+    };
+    carry_out(
+        &caller,
+        &state,
+        mesh,
+        cluster.as_deref(),
+        requested,
+        query.dry_run,
+        wait,
+    )
+    .await
 }
 
 /// `GET /meshes/{mesh}/resources`: every desired resource of the mesh.
@@ -688,30 +780,46 @@ pub async fn apply_one(
             resource.key
         )));
     }
-    let requested = vec![Requested {
-        key: resource.key.clone(),
-        resource: Some(resource),
-        expected_generation: query.expected_generation,
-    }];
-    carry_out(&caller, &state, mesh, requested, &query).await
+    let requested = vec![Requested::apply(resource, query.expected_generation)];
+    carry_out(
+        &caller,
+        &state,
+        mesh,
+        None,
+        requested,
+        query.dry_run,
+        query.wait(),
+    )
+    .await
 }
 
+/// The desired row of one object of `mesh` in `scope` (`""` mesh-wide, else a member's name).
 async fn desired_row(
+    state: &ApiState,
+    mesh: &MeshRecord,
+    scope: &str,
+    kind: IstioKind,
+    namespace: &NamespaceName,
+    name: &str,
+) -> Result<Option<ResourceRecord>, ApiError> {
+    let target = ResourceRef {
+        cluster_name: scope.to_owned(),
+        kind: kind.kind().to_owned(),
+        namespace: namespace.to_string(),
+        name: name.to_owned(),
+    };
+    Ok(state.store()?.get_resource(&mesh.name, &target).await?)
+}
+
+/// The mesh-wide desired row the path names; 404 when there is none.
+async fn mesh_wide_row(
     state: &ApiState,
     mesh: &MeshRecord,
     path: &ObjectPath,
 ) -> Result<(IstioKind, ResourceRecord), ApiError> {
     let kind = kind_of(&path.kind)?;
     let namespace = NamespaceName::new(path.namespace.as_str())?;
-    let target = ResourceRef {
-        cluster_name: String::new(),
-        kind: kind.kind().to_owned(),
-        namespace: namespace.to_string(),
-        name: path.name.clone(),
-    };
-    let row = state
-        .store()?
-        .get_resource(&mesh.name, &target)
+    let row = desired_row(state, mesh, "", kind, &namespace, &path.name)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -746,7 +854,7 @@ pub async fn get_one(
     path: web::Path<ObjectPath>,
 ) -> Result<HttpResponse, ApiError> {
     let mesh = visible_mesh(&caller, &state, &path.mesh).await?;
-    let (_, row) = desired_row(&state, &mesh, &path).await?;
+    let (_, row) = mesh_wide_row(&state, &mesh, &path).await?;
     Ok(HttpResponse::Ok().json(ApiResponse::ok(ResourceView::from(&row))))
 }
 
@@ -778,17 +886,23 @@ pub async fn delete_one(
     query: web::Query<ApplyQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let mesh = visible_mesh(&caller, &state, &path.mesh).await?;
-    let (kind, row) = desired_row(&state, &mesh, &path).await?;
-    let requested = vec![Requested {
-        key: ResourceKey {
-            kind,
-            namespace: NamespaceName::new(row.namespace.clone())?,
-            name: row.name.clone(),
-        },
-        resource: None,
-        expected_generation: query.expected_generation,
-    }];
-    carry_out(&caller, &state, mesh, requested, &query).await
+    let (kind, row) = mesh_wide_row(&state, &mesh, &path).await?;
+    let key = ResourceKey {
+        kind,
+        namespace: NamespaceName::new(row.namespace.clone())?,
+        name: row.name.clone(),
+    };
+    let requested = vec![Requested::delete(key, query.expected_generation)];
+    carry_out(
+        &caller,
+        &state,
+        mesh,
+        None,
+        requested,
+        query.dry_run,
+        query.wait(),
+    )
+    .await
 }
 
 /// `GET /clusters/{cluster}/namespaces/{namespace}/{kind}`: the objects of a kind as the cluster
@@ -818,7 +932,27 @@ pub async fn list_cluster_kind(
     let kind = kind_of(&path.kind)?;
     let namespace = NamespaceName::new(path.namespace.as_str())?;
     let record = super::clusters::visible(&caller, &state, &path.cluster).await?;
-    let client = super::clusters::cluster_client(&state, &record.name).await?;
+    let api = live_api(&state, &record.name, kind, &namespace).await?;
+    let list = api.list(&Default::default()).await.map_err(|e| {
+        ApiError::ClusterUnavailable(format!("cluster {} did not answer: {e}", record.name))
+    })?;
+    let mut objects: BTreeMap<String, Value> = BTreeMap::new();
+    for item in list.items {
+        let name = item.metadata.name.clone().unwrap_or_default();
+        objects.insert(name, live_value(&item, kind));
+    }
+    let objects: Vec<Value> = objects.into_values().collect();
+    Ok(HttpResponse::Ok().json(ApiResponse::ok(objects)))
+}
+
+/// A client for one Istio kind in one namespace of a registered cluster.
+async fn live_api(
+    state: &ApiState,
+    cluster: &str,
+    kind: IstioKind,
+    namespace: &NamespaceName,
+) -> Result<kube::Api<kube::api::DynamicObject>, ApiError> {
+    let client = super::clusters::cluster_client(state, cluster).await?;
     let resource = kube::discovery::ApiResource {
         group: kind.group().to_owned(),
         version: kind.version().to_owned(),
@@ -826,19 +960,223 @@ pub async fn list_cluster_kind(
         kind: kind.kind().to_owned(),
         plural: kind.plural().to_owned(),
     };
-    let api: kube::Api<kube::api::DynamicObject> =
-        kube::Api::namespaced_with(client, namespace.as_str(), &resource);
-    let list = api.list(&Default::default()).await.map_err(|e| {
+    Ok(kube::Api::namespaced_with(
+        client,
+        namespace.as_str(),
+        &resource,
+    ))
+}
+
+/// A live object as JSON, with its `apiVersion` and `kind`.
+fn live_value(item: &kube::api::DynamicObject, kind: IstioKind) -> Value {
+    let mut value = serde_json::to_value(item).unwrap_or(Value::Null);
+    value["apiVersion"] = Value::from(kind.api_version());
+    value["kind"] = Value::from(kind.kind());
+    value
+}
+
+/// The mesh a cluster belongs to, for changes to that cluster's own objects: the cluster must be
+/// visible to the caller, a member of a mesh the caller sees, and not a remote.
+async fn member_mesh(
+    caller: &Caller,
+    state: &ApiState,
+    cluster: &str,
+) -> Result<(String, MeshRecord), ApiError> {
+    let record = super::clusters::visible(caller, state, cluster).await?;
+    let member = state
+        .store()?
+        .get_member_cluster(&record.name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "cluster {} is in no mesh: add it to a mesh before giving it Istio resources of its own",
+                record.name
+            ))
+        })?;
+    let mesh = visible_mesh(caller, state, &member.mesh_name).await?;
+    if member.role == ClusterRole::Remote.as_str() {
+        return Err(ApiError::Unprocessable(format!(
+            "cluster {} is a remote of mesh {}: its workloads take Istio configuration from its primary; \
+             give the object to the primary or apply it mesh-wide (/meshes/{}/namespaces/…)",
+            record.name, mesh.name, mesh.name
+        )));
+    }
+    Ok((record.name, mesh))
+}
+
+/// `POST /clusters/{cluster}/namespaces/{namespace}/{kind}`: create or replace an object of this
+/// member cluster only (it must not also be a mesh-wide object of its mesh).
+#[utoipa::path(
+    post,
+    path = "/apis/v1/mesh/clusters/{cluster}/namespaces/{namespace}/{kind}",
+    tag = "resources",
+    operation_id = "applyClusterResource",
+    params(ClusterKindPath, ApplyQuery),
+    request_body(content = Object, content_type = "application/json", description = "The Kubernetes object (JSON, or YAML with a YAML content type)"),
+    responses(
+        (status = 200, description = "`?dryRun=true`: findings and the cluster's changes; or, with `?wait=`, the rollout ended", body = ApiResponse<DryRun>),
+        (status = 202, description = "`ApplyResources` published for the cluster", body = ApiResponse<super::commands::CommandAnswer>),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 405, response = crate::openapi::MethodNotAllowed),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
+pub async fn apply_cluster_one(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    path: web::Path<ClusterKindPath>,
+    query: web::Query<ApplyQuery>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    check_content_type(&request)?;
+    let body = read_body(payload, state.body_limit).await?;
+    let kind = kind_of(&path.kind)?;
+    let namespace = NamespaceName::new(path.namespace.as_str())?;
+    let (cluster, mesh) = member_mesh(&caller, &state, &path.cluster).await?;
+    let mut resources = parse_objects(&body, &namespace)?;
+    if resources.len() != 1 {
+        return Err(ApiError::BadRequest(format!(
+            "send exactly one object here (got {})",
+            resources.len()
+        )));
+    }
+    let resource = resources.remove(0);
+    if resource.key.kind != kind || resource.key.namespace != namespace {
+        return Err(ApiError::BadRequest(format!(
+            "the body is {} but the path names a {kind} in namespace {namespace}",
+            resource.key
+        )));
+    }
+    let requested = vec![Requested::apply(resource, query.expected_generation)];
+    carry_out(
+        &caller,
+        &state,
+        mesh,
+        Some(&cluster),
+        requested,
+        query.dry_run,
+        query.wait(),
+    )
+    .await
+}
+
+/// `GET /clusters/{cluster}/namespaces/{namespace}/{kind}/{name}`: one object as the cluster
+/// holds it now.
+#[utoipa::path(
+    get,
+    path = "/apis/v1/mesh/clusters/{cluster}/namespaces/{namespace}/{kind}/{name}",
+    tag = "resources",
+    operation_id = "getClusterResource",
+    params(ClusterObjectPath),
+    responses(
+        (status = 200, description = "The live object", body = ApiResponse<Object>),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 405, response = crate::openapi::MethodNotAllowed),
+        (status = 502, response = crate::openapi::BadGateway),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
+pub async fn get_cluster_one(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    path: web::Path<ClusterObjectPath>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = kind_of(&path.kind)?;
+    let namespace = NamespaceName::new(path.namespace.as_str())?;
+    resources::parse::check_dns_subdomain(&path.name)
+        .map_err(|e| ApiError::BadRequest(format!("invalid object name: {e}")))?;
+    let record = super::clusters::visible(&caller, &state, &path.cluster).await?;
+    let api = live_api(&state, &record.name, kind, &namespace).await?;
+    let item = api.get_opt(&path.name).await.map_err(|e| {
         ApiError::ClusterUnavailable(format!("cluster {} did not answer: {e}", record.name))
     })?;
-    let mut objects: BTreeMap<String, Value> = BTreeMap::new();
-    for item in list.items {
-        let name = item.metadata.name.clone().unwrap_or_default();
-        let mut value = serde_json::to_value(&item).unwrap_or(Value::Null);
-        value["apiVersion"] = Value::from(kind.api_version());
-        value["kind"] = Value::from(kind.kind());
-        objects.insert(name, value);
+    let item = item.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "{kind} {namespace}/{} not found in cluster {}",
+            path.name, record.name
+        ))
+    })?;
+    Ok(HttpResponse::Ok().json(ApiResponse::ok(live_value(&item, kind))))
+}
+
+/// `DELETE /clusters/{cluster}/namespaces/{namespace}/{kind}/{name}`: delete an object of this
+/// member cluster (one created through the per-cluster routes).
+#[utoipa::path(
+    delete,
+    path = "/apis/v1/mesh/clusters/{cluster}/namespaces/{namespace}/{kind}/{name}",
+    tag = "resources",
+    operation_id = "deleteClusterResource",
+    params(ClusterObjectPath, ApplyQuery),
+    responses(
+        (status = 200, description = "`?dryRun=true`: what would change; or, with `?wait=`, the rollout ended", body = ApiResponse<DryRun>),
+        (status = 202, description = "`ApplyResources` published for the cluster", body = ApiResponse<super::commands::CommandAnswer>),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 405, response = crate::openapi::MethodNotAllowed),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 503, response = crate::openapi::Unavailable),
+    ),
+    security(("bearer" = []), ("tke" = []))
+)]
+pub async fn delete_cluster_one(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    path: web::Path<ClusterObjectPath>,
+    query: web::Query<ApplyQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = kind_of(&path.kind)?;
+    let namespace = NamespaceName::new(path.namespace.as_str())?;
+    let (cluster, mesh) = member_mesh(&caller, &state, &path.cluster).await?;
+    let key = ResourceKey {
+        kind,
+        namespace: namespace.clone(),
+        name: path.name.chars().take(253).collect(),
+    };
+    if desired_row(&state, &mesh, &cluster, kind, &namespace, &key.name)
+        .await?
+        .is_none()
+    {
+        let rows = state
+            .store()?
+            .list_resources(
+                &mesh.name,
+                None,
+                Some(kind.kind()),
+                Some(namespace.as_str()),
+            )
+            .await?;
+        return Err(match scope_conflict(&rows, &cluster, &key) {
+            Some(reason) => ApiError::Conflict(reason),
+            None => ApiError::NotFound(format!(
+                "{key} is not an object of cluster {cluster} in mesh {}",
+                mesh.name
+            )),
+        });
     }
-    let objects: Vec<Value> = objects.into_values().collect();
-    Ok(HttpResponse::Ok().json(ApiResponse::ok(objects)))
+    let requested = vec![Requested::delete(key, query.expected_generation)];
+    carry_out(
+        &caller,
+        &state,
+        mesh,
+        Some(&cluster),
+        requested,
+        query.dry_run,
+        query.wait(),
+    )
+    .await
 }

@@ -66,6 +66,9 @@ pub enum Command {
         /// Namespace for objects that name none.
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
+        /// Make the objects this member cluster's own (written to it only) instead of mesh-wide.
+        #[arg(long)]
+        cluster: Option<String>,
         /// Validate and show per cluster what would change; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -75,6 +78,48 @@ pub enum Command {
         /// Waiting for the rollout.
         #[command(flatten)]
         wait: WaitArgs,
+    },
+    /// Delete the Istio resources a file names (kind, namespace, name) from the mesh's desired
+    /// state and from every cluster holding them, as one all-or-nothing rollout.
+    Delete {
+        /// The file (multi-document YAML or JSON; `-` for standard input).
+        #[arg(short = 'f', long = "filename")]
+        file: std::path::PathBuf,
+        /// The mesh.
+        #[arg(long, env = "MESHCTL_MESH")]
+        mesh: String,
+        /// Namespace for objects that name none.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Delete this member cluster's own objects instead of mesh-wide ones.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Show per cluster what would be deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Waiting for the rollout.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// List the Istio resources of a mesh's desired state.
+    Resources {
+        /// The mesh.
+        mesh: String,
+        /// Only this namespace.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// The microservices of a namespace of a mesh: Services by `app` label across the member
+    /// clusters, their workloads and endpoints, and the routing rules that apply to them.
+    #[command(alias = "microservices")]
+    Services {
+        /// The mesh.
+        mesh: String,
+        /// The namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Show one microservice in detail.
+        name: Option<String>,
     },
     /// Print a mesh's events (history; with -f, then live).
     Events {

@@ -60,17 +60,45 @@ pub async fn run(cli: Cli) -> Result<()> {
             file,
             mesh,
             namespace,
+            cluster,
             dry_run,
             diff,
             wait,
         } => {
             let options = cmd::apply::ApplyOptions {
                 namespace,
+                cluster,
                 dry_run: dry_run || diff,
                 diff,
+                delete: false,
             };
             cmd::apply::apply(&client, format, &file, &mesh, &options, &wait).await
         }
+        Command::Delete {
+            file,
+            mesh,
+            namespace,
+            cluster,
+            dry_run,
+            wait,
+        } => {
+            let options = cmd::apply::ApplyOptions {
+                namespace,
+                cluster,
+                dry_run,
+                diff: false,
+                delete: true,
+            };
+            cmd::apply::apply(&client, format, &file, &mesh, &options, &wait).await
+        }
+        Command::Resources { mesh, namespace } => {
+            cmd::apply::list(&client, format, &mesh, namespace.as_deref()).await
+        }
+        Command::Services {
+            mesh,
+            namespace,
+            name,
+        } => cmd::services::show(&client, format, &mesh, &namespace, name.as_deref()).await,
         Command::Events { mesh, follow } => {
             cmd::events::events(&client, format, &mesh, follow).await
         }

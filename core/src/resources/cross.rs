@@ -68,7 +68,7 @@ pub fn resolve_host(host: &str, namespace: &str) -> String {
 }
 
 /// Whether the wildcard host `pattern` (`*.example.com`, `*`) covers `host`.
-fn wildcard_covers(pattern: &str, host: &str) -> bool {
+pub(crate) fn wildcard_covers(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix('*') {
         Some(suffix) => host.ends_with(suffix) && host.len() > suffix.len(),
         None => pattern == host,
@@ -80,13 +80,13 @@ fn array(value: &Value) -> &[Value] {
 }
 
 /// A destination inside a VirtualService, with the path of its object.
-struct DestinationRef<'a> {
-    destination: &'a Value,
-    path: String,
+pub(crate) struct DestinationRef<'a> {
+    pub(crate) destination: &'a Value,
+    pub(crate) path: String,
 }
 
 /// Every destination of a VirtualService: routes of http/tcp/tls rules and HTTP mirrors.
-fn destinations(spec: &Value) -> Vec<DestinationRef<'_>> {
+pub(crate) fn destinations(spec: &Value) -> Vec<DestinationRef<'_>> {
     let mut out = Vec::new();
     for kind in ["http", "tcp", "tls"] {
         for (i, rule) in array(&spec[kind]).iter().enumerate() {

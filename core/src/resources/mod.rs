@@ -15,6 +15,8 @@
 //! - [`cross`]: checks across objects (undefined subsets, unknown hosts, conflicting hosts) and
 //!   against facts observed in the clusters.
 //! - [`diff`]: field-level changes, content hashes and drift between desired and live objects.
+//! - [`services`]: the microservices view (services by `app` label across clusters, with the
+//!   rules that apply to them).
 //!
 //! Field paths everywhere read `spec.http[0].route[1].weight`; a map key that is not a plain
 //! identifier is written in brackets (`metadata.labels[app.kubernetes.io/name]`).
@@ -24,6 +26,7 @@ pub mod diff;
 pub mod parse;
 pub mod schema;
 pub mod semantics;
+pub mod services;
 
 use std::fmt;
 
@@ -300,6 +303,45 @@ pub fn validate(resources: &[IstioResource], facts: Option<&ClusterFacts>) -> Ve
     cap_per_resource(findings)
 }
 
+/// One object a change proposes: its new version, or `None` to delete it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposedChange {
+    /// Which object.
+    pub key: ResourceKey,
+    /// The new version; `None` deletes the object.
+    pub resource: Option<IstioResource>,
+}
+
+/// Validates a change against the objects it joins: every finding about a changed object, and
+/// the errors the change brings to the others (what was wrong before stays a known state and does
+/// not block an unrelated change). Used both where a change is previewed (warnings included) and
+/// where it is accepted (errors block).
+pub fn validate_change(
+    current: &[IstioResource],
+    changes: &[ProposedChange],
+    facts: Option<&ClusterFacts>,
+) -> Vec<Finding> {
+    let changed = |key: &ResourceKey| changes.iter().any(|c| &c.key == key);
+    let mut after: Vec<IstioResource> = current
+        .iter()
+        .filter(|r| !changed(&r.key))
+        .cloned()
+        .collect();
+    after.extend(changes.iter().filter_map(|c| c.resource.clone()));
+    let before: std::collections::BTreeSet<String> = validate(current, None)
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    validate(&after, facts)
+        .into_iter()
+        .filter(|f| {
+            f.resource.as_ref().is_some_and(changed)
+                || (f.severity == Severity::Error && !before.contains(&f.to_string()))
+        })
+        .collect()
+}
+
 /// At most this many findings are returned per object by [`validate`]; the rest are counted.
 pub const MAX_FINDINGS_PER_RESOURCE: usize = 100;
 
@@ -456,6 +498,32 @@ mod tests {
             let findings = validate(&set, None);
             assert!(errors(&findings).is_empty(), "{split}: {findings:#?}");
         }
+    }
+
+    #[test]
+    fn a_change_is_blocked_only_by_errors_it_brings() {
+        let current = applied(&["destination-rule-all", "virtual-service-all-v1"]);
+        let split = load("virtual-service-reviews-80-20").remove(0);
+        let proposed = |resource: IstioResource| ProposedChange {
+            key: resource.key.clone(),
+            resource: Some(resource),
+        };
+        assert!(errors(&validate_change(&current, &[proposed(split.clone())], None)).is_empty());
+        // Dropping subset v2 from the DestinationRule breaks the 80-20 route to v2: that blocks.
+        let current = applied(&["destination-rule-all", "virtual-service-reviews-80-20"]);
+        let mut rule = load("destination-rule-all").remove(1);
+        assert_eq!(rule.key.name, "reviews");
+        rule.body["spec"]["subsets"]
+            .as_array_mut()
+            .expect("subsets")
+            .truncate(1);
+        let blocked = errors(&validate_change(&current, &[proposed(rule)], None));
+        assert!(blocked.iter().any(|e| e.contains("v2")), "{blocked:#?}");
+        // A set that was already broken does not block an unrelated change.
+        let broken = split_with_v1_only();
+        let unrelated = load("bookinfo-gateway").remove(0);
+        assert!(errors(&validate(&broken, None)).len() == 1);
+        assert!(errors(&validate_change(&broken, &[proposed(unrelated)], None)).is_empty());
     }
 
     /// The reviews 80-20 split with a DestinationRule that defines only `v1`.

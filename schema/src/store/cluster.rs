@@ -98,6 +98,16 @@ impl Store {
         .await
     }
 
+    /// The member cluster of that name (with the mesh it belongs to), if it is in a mesh.
+    pub async fn get_member_cluster(
+        &self,
+        name: &str,
+    ) -> Result<Option<MemberClusterRecord>, StoreError> {
+        let name = name.to_owned();
+        self.run("get member cluster", move |conn| load_member(conn, &name))
+            .await
+    }
+
     /// The member clusters of a mesh, by name.
     pub async fn list_member_clusters(
         &self,

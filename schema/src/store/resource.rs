@@ -65,6 +65,35 @@ impl ResourceRecord {
             body: serde_json::from_str(&self.body).ok()?,
         })
     }
+
+    /// Whether the row is `key`.
+    pub fn is(&self, key: &mesh_core::resources::ResourceKey) -> bool {
+        self.kind == key.kind.kind()
+            && self.namespace == key.namespace.as_str()
+            && self.name == key.name
+    }
+}
+
+/// Why `key` cannot change in `scope` (`""` mesh-wide, else a member cluster's name) given the
+/// mesh's desired `rows`: an object is either mesh-wide or one member's own, never both, or that
+/// member would hold two versions of it.
+pub fn scope_conflict(
+    rows: &[ResourceRecord],
+    scope: &str,
+    key: &mesh_core::resources::ResourceKey,
+) -> Option<String> {
+    let other = rows.iter().find(|r| r.cluster_name != scope && r.is(key))?;
+    Some(if other.cluster_name.is_empty() {
+        format!(
+            "{key} is managed mesh-wide in mesh {}: change it there, or delete it there first",
+            other.mesh_name
+        )
+    } else {
+        format!(
+            "{key} is managed as an object of cluster {} in mesh {}: change it there, or delete it there first",
+            other.cluster_name, other.mesh_name
+        )
+    })
 }
 
 #[derive(Debug, Clone, Insertable)]

@@ -8,10 +8,12 @@
 //! - [`sail`]: the Sail operator (`Istio` → `IstioRevision` → istiod, `IstioRevisionTag`,
 //!   `IstioCNI`).
 //! - [`remote`]: istiod's multi-cluster discovery through remote secrets.
+//! - [`endpoints`]: the `Endpoints` of each Service, one address per matching replica.
 //!
 //! Every write is idempotent (the store skips no-op writes), so reacting to one's own events
 //! converges.
 
+pub(crate) mod endpoints;
 pub(crate) mod remote;
 pub(crate) mod sail;
 pub(crate) mod workloads;
@@ -58,6 +60,7 @@ async fn run(shared: Arc<Shared>) {
 fn resync(shared: &Arc<Shared>, state: &Arc<workloads::State>, sail_state: &mut sail::State) {
     workloads::resync(shared, state);
     sail::reconcile(shared, sail_state);
+    endpoints::resync(shared);
 }
 
 fn on_event(
@@ -72,11 +75,17 @@ fn on_event(
             if ev.kind != EventType::Deleted {
                 workloads::deployment(shared, state, &ev.object);
             }
+            endpoints::reconcile_namespace(shared, namespace_of(&ev.object));
             if ev.object["metadata"]["labels"]["app"] == "istiod" {
                 sail::reconcile(shared, sail_state);
             }
         }
-        ("", "services") if ev.kind != EventType::Deleted => workloads::service(shared, &ev.object),
+        ("", "services") => {
+            if ev.kind != EventType::Deleted {
+                workloads::service(shared, &ev.object);
+            }
+            endpoints::reconcile_namespace(shared, namespace_of(&ev.object));
+        }
         ("", "secrets") => {
             workloads::secret(shared, ev.kind, &ev.object);
             if ev.object["metadata"]["labels"]["istio/multiCluster"] == "true" {
@@ -88,6 +97,10 @@ fn on_event(
         }
         _ => {}
     }
+}
+
+fn namespace_of(object: &Value) -> &str {
+    object["metadata"]["namespace"].as_str().unwrap_or_default()
 }
 
 pub(crate) fn rt(shared: &Shared, group: &str, kind: &str) -> ApiResult<Arc<ResourceType>> {

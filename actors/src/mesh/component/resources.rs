@@ -6,13 +6,13 @@ use mesh_bus::CommandEnvelope;
 use mesh_bus::command::{ApplyResources, RepairDrift, ResourceOp};
 use mesh_bus::event::{ResourceName, ResourcesChanged};
 use mesh_core::resources::{
-    self, Finding, IstioKind, IstioResource, ResourceKey, Severity, normalize,
+    self, Finding, IstioKind, IstioResource, ProposedChange, ResourceKey, Severity, normalize,
 };
 use mesh_core::spec::MeshSpec;
 use mesh_core::{ClusterName, ClusterRole, FlowStatus, NamespaceName};
 use mesh_schema::StoreError;
 use mesh_schema::models::NewFlow;
-use mesh_schema::store::resource::{DesiredChange, ResourceRecord, ResourceRef};
+use mesh_schema::store::resource::{DesiredChange, ResourceRecord, ResourceRef, scope_conflict};
 
 use super::{Decision, MeshComponent, reject};
 use crate::error::ActorError;
@@ -83,14 +83,15 @@ impl MeshComponent {
             .cluster
             .as_ref()
             .map_or_else(String::new, ToString::to_string);
-        // The objects as they stand in this scope, and as they would stand after the change.
-        let current: Vec<IstioResource> = store
-            .list_resources(&mesh.name, Some(&scope), None, None)
-            .await?
+        // The objects the target clusters hold: the mesh-wide ones and, for a change to one
+        // member, that member's own.
+        let rows = store.list_resources(&mesh.name, None, None, None).await?;
+        let current: Vec<IstioResource> = rows
             .iter()
+            .filter(|r| r.cluster_name.is_empty() || r.cluster_name == scope)
             .filter_map(ResourceRecord::resource)
             .collect();
-        let mut after = current.clone();
+        let mut proposed = Vec::new();
         let mut changes = Vec::new();
         let mut blocking: Vec<Finding> = Vec::new();
         let (mut applied, mut deleted) = (Vec::new(), Vec::new());
@@ -111,18 +112,23 @@ impl MeshComponent {
                 namespace: namespace.clone(),
                 name: change.name.clone(),
             };
+            if let Some(reason) = scope_conflict(&rows, &scope, &key) {
+                return reject(reason);
+            }
             let name = ResourceName {
                 kind: kind.kind().to_owned(),
                 namespace: namespace.to_string(),
                 name: change.name.clone(),
             };
-            after.retain(|r| r.key != key);
             let body = match (change.op, &change.body) {
                 (ResourceOp::Apply, Some(body)) => match normalize(body, Some(&namespace)) {
                     Ok(resource) if resource.key == key => {
                         let text = serde_json::to_string(&resource.body)
                             .map_err(|e| ActorError::Message(e.to_string()))?;
-                        after.push(resource);
+                        proposed.push(ProposedChange {
+                            key: key.clone(),
+                            resource: Some(resource),
+                        });
                         applied.push(name);
                         Some(text)
                     }
@@ -149,6 +155,10 @@ impl MeshComponent {
                     return reject(format!("apply of {key} needs a body"));
                 }
                 (ResourceOp::Delete, _) => {
+                    proposed.push(ProposedChange {
+                        key: key.clone(),
+                        resource: None,
+                    });
                     deleted.push(name);
                     None
                 }
@@ -164,17 +174,10 @@ impl MeshComponent {
                 expected_generation: change.expected_generation,
             });
         }
-        // Only problems the change brings block it; what was wrong before stays a known state.
-        let before: Vec<String> = resources::validate(&current, None)
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .map(ToString::to_string)
-            .collect();
-        let findings = resources::validate(&after, None);
         blocking.extend(
-            findings
+            resources::validate_change(&current, &proposed, None)
                 .into_iter()
-                .filter(|f| f.severity == Severity::Error && !before.contains(&f.to_string())),
+                .filter(|f| f.severity == Severity::Error),
         );
         if !blocking.is_empty() {
             return reject(describe_findings(&blocking.iter().collect::<Vec<_>>()));

@@ -1,10 +1,12 @@
-//! `meshctl apply`: Istio resources from a file to every cluster of a mesh that needs them.
+//! `meshctl apply|delete -f` and `meshctl resources`: Istio resources of a mesh.
 //!
 //! Input: multi-document YAML or JSON. Without `--dry-run` the objects go to
 //! `POST /meshes/{mesh}/resources` as one batch (one all-or-nothing rollout; `--wait` follows it
-//! with per-cluster progress). With `--dry-run` (or `--diff`) the server validates them and
-//! answers per cluster what would be created, changed or deleted; nothing is written, and the
-//! exit status is non-zero when a finding blocks the change.
+//! with per-cluster progress); `delete` sends the same batch with `delete=true`, and `--cluster`
+//! makes the objects one member cluster's own. With `--dry-run` (or `--diff`) the server
+//! validates them and answers per cluster what would be created, changed or deleted; nothing is
+//! written, and the exit status is non-zero when a finding blocks the change. `resources` lists
+//! the desired state.
 
 use std::path::Path;
 
@@ -21,6 +23,10 @@ use crate::meshctl::output;
 pub struct ApplyOptions {
     /// Namespace for objects that name none.
     pub namespace: String,
+    /// The member cluster whose own objects change; `None` for mesh-wide objects.
+    pub cluster: Option<String>,
+    /// Delete the named objects instead of applying them.
+    pub delete: bool,
     /// Only show what would change.
     pub dry_run: bool,
     /// Show every changed field.
@@ -120,11 +126,22 @@ pub async fn apply(
     wait: &WaitArgs,
 ) -> Result<()> {
     let body = read_text(file)?;
-    let path = format!(
+    let mut path = format!(
         "/meshes/{}/resources?namespace={}",
         segment(mesh),
         segment(&options.namespace)
     );
+    if let Some(cluster) = &options.cluster {
+        path.push_str(&format!("&cluster={}", segment(cluster)));
+    }
+    if options.delete {
+        path.push_str("&delete=true");
+    }
+    let (verb, done) = if options.delete {
+        ("delete of resources", "deleted")
+    } else {
+        ("apply", "applied")
+    };
     if options.dry_run {
         let plan = client
             .post_text(&format!("{path}&dryRun=true"), body)
@@ -137,15 +154,59 @@ pub async fn apply(
         }
         return Ok(());
     }
-    operate(
-        client,
-        format,
-        mesh,
-        "apply",
-        "applied",
-        wait,
-        true,
-        async { client.post_text(&path, body).await },
-    )
+    operate(client, format, mesh, verb, done, wait, true, async {
+        client.post_text(&path, body).await
+    })
     .await
+}
+
+/// Runs `meshctl resources`: the mesh's desired Istio resources.
+pub async fn list(
+    client: &ApiClient,
+    format: Format,
+    mesh: &str,
+    namespace: Option<&str>,
+) -> Result<()> {
+    let all = client
+        .get(&format!("/meshes/{}/resources", segment(mesh)))
+        .await?;
+    let rows: Vec<Value> = all
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| namespace.is_none_or(|ns| r["namespace"] == ns))
+        .cloned()
+        .collect();
+    output::print(format, &Value::Array(rows), |rows| {
+        let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
+        if rows.is_empty() {
+            return format!(
+                "mesh {mesh} has no Istio resources; add some with `meshctl apply -f FILE --mesh {mesh}`\n"
+            );
+        }
+        let mut table = output::Table::new(&[
+            "KIND",
+            "NAMESPACE",
+            "NAME",
+            "SCOPE",
+            "GENERATION",
+            "UPDATED",
+            "BY",
+        ]);
+        for row in rows {
+            table.row(vec![
+                output::field(row, "kind"),
+                output::field(row, "namespace"),
+                output::field(row, "name"),
+                row["cluster"]
+                    .as_str()
+                    .map_or_else(|| "mesh-wide".to_owned(), |c| format!("cluster {c}")),
+                output::field(row, "generation"),
+                output::time(row, "updatedAt"),
+                output::field(row, "updatedBy"),
+            ]);
+        }
+        table.to_string()
+    })
 }

@@ -3,9 +3,12 @@
 //! - [`cluster`]: `cluster add|list|get|remove`.
 //! - [`mesh`]: `mesh create|list|get|describe|delete|sampling`, with `--wait`.
 //! - [`events`]: `events MESH [-f]` and `flows MESH [ID]`.
-//! - [`apply`]: `apply -f FILE --mesh MESH [--dry-run|--diff] [--wait]` for Istio resources.
+//! - [`apply`]: `apply|delete -f FILE --mesh MESH [--cluster C] [--dry-run|--diff] [--wait]` and
+//!   `resources MESH` for Istio resources.
+//! - [`services`]: `services MESH -n NS [NAME]`, the microservices view.
 
 pub mod apply;
 pub mod cluster;
 pub mod events;
 pub mod mesh;
+pub mod services;
