@@ -579,3 +579,115 @@ async fn a_worker_killed_mid_install_is_replaced_and_the_install_converges_once(
     assert_eq!(commands[0].status, "Succeeded");
     drop(dir);
 }
+
+#[actix_rt::test]
+async fn injection_namespaces_and_the_outbound_policy_are_set_by_their_own_commands() {
+    use mesh_bus::command::{SetAutoInjection, SetOutboundTraffic};
+    use mesh_clusters::{ClusterOps, ObjectRef};
+    use mesh_core::NamespaceName;
+    use mesh_core::spec::OutboundTrafficPolicy;
+
+    let setup = setup(2, false, false).await;
+    let names: Vec<String> = setup
+        .world
+        .clusters()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let members: Vec<(&str, ClusterRole)> = names
+        .iter()
+        .map(|n| (n.as_str(), ClusterRole::Master))
+        .collect();
+    assert_succeeded(
+        &run_command(
+            &setup,
+            create_command("tuned", MeshMode::MultiPrimary, &members),
+        )
+        .await,
+    );
+    let world = &setup.world;
+    let ops = |index: usize| async move {
+        let cluster = world.cluster(index);
+        ClusterOps::new(cluster.name(), cluster.client().await.unwrap())
+    };
+    let get = |kind: &str, api_version: &str, namespace: Option<&str>, name: &str| ObjectRef {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        namespace: namespace.map(str::to_owned),
+        name: name.into(),
+    };
+
+    let inject = SetAutoInjection {
+        cluster: ClusterName::new(names[1].clone()).unwrap(),
+        namespaces: vec![NamespaceName::new("shop").unwrap()],
+    };
+    assert_succeeded(&run_command(&setup, cluster_command("tuned", inject)).await);
+    let shop = ops(1)
+        .await
+        .get(&get("Namespace", "v1", None, "shop"))
+        .await
+        .unwrap()
+        .expect("the namespace exists in the second cluster");
+    let labels = serde_json::to_value(&shop).unwrap()["metadata"]["labels"].clone();
+    assert!(
+        labels["istio-injection"] == "enabled" || labels["istio.io/rev"].is_string(),
+        "injection label on shop: {labels}"
+    );
+    let first = ops(0)
+        .await
+        .get(&get("Namespace", "v1", None, "shop"))
+        .await
+        .unwrap();
+    let first_labels =
+        first.map(|n| serde_json::to_value(&n).unwrap()["metadata"]["labels"].clone());
+    assert!(
+        first_labels.is_none_or(|l| l["istio-injection"].is_null() && l["istio.io/rev"].is_null()),
+        "the first cluster's shop is left alone"
+    );
+
+    // Turning it off again removes the label; a non-member is refused by name.
+    let off = SetAutoInjection {
+        cluster: ClusterName::new(names[1].clone()).unwrap(),
+        namespaces: Vec::new(),
+    };
+    assert_succeeded(&run_command(&setup, cluster_command("tuned", off)).await);
+    let shop = ops(1)
+        .await
+        .get(&get("Namespace", "v1", None, "shop"))
+        .await
+        .unwrap()
+        .unwrap();
+    let labels = serde_json::to_value(&shop).unwrap()["metadata"]["labels"].clone();
+    assert!(
+        labels["istio-injection"].is_null() && labels["istio.io/rev"].is_null(),
+        "{labels}"
+    );
+    let stranger = SetAutoInjection {
+        cluster: ClusterName::new("elsewhere").unwrap(),
+        namespaces: vec![NamespaceName::new("shop").unwrap()],
+    };
+    match run_command(&setup, cluster_command("tuned", stranger)).await {
+        Event::CommandRejected(rejected) => {
+            assert!(rejected.reason.contains("elsewhere"), "{}", rejected.reason)
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+
+    let strict = SetOutboundTraffic {
+        policy: OutboundTrafficPolicy::RegistryOnly,
+    };
+    assert_succeeded(&run_command(&setup, cluster_command("tuned", strict)).await);
+    for index in 0..2 {
+        let istio = ops(index)
+            .await
+            .get(&get("Istio", "sailoperator.io/v1", None, "default"))
+            .await
+            .unwrap()
+            .unwrap();
+        let istio = serde_json::to_value(&istio).unwrap();
+        assert_eq!(
+            istio["spec"]["values"]["meshConfig"]["outboundTrafficPolicy"]["mode"], "REGISTRY_ONLY",
+            "cluster {index}"
+        );
+    }
+}

@@ -512,7 +512,7 @@ async fn a_clusters_own_object_goes_to_that_cluster_only_and_never_doubles_a_mes
     assert_eq!(rows.len(), 1);
 
     // The same object mesh-wide would give the cluster two versions of it: refused.
-    let doubled = run_command(&setup, apply_command("shop", &[entry.clone()])).await;
+    let doubled = run_command(&setup, apply_command("shop", std::slice::from_ref(&entry))).await;
     let reason = rejection(&doubled);
     assert!(
         reason.contains(&second) && reason.contains("local-db"),

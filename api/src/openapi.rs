@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::envelope::ErrorResponse;
 use crate::routes::{
-    clusters, config, events, flows, health, meshes, microservices, resources, upgrade,
+    clusters, config, events, flows, health, meshes, microservices, resources, settings, upgrade,
 };
 
 /// Name of the bearer-token security scheme.
@@ -247,6 +247,10 @@ impl Modify for SecuritySchemes {
         meshes::get,
         meshes::delete,
         meshes::set_sampling,
+        settings::get_auto_injection,
+        settings::set_auto_injection,
+        settings::get_outbound_traffic,
+        settings::set_outbound_traffic,
         upgrade::upgrade,
         upgrade::canary,
         resources::apply_batch,

@@ -26,6 +26,10 @@ body_enum! {
         UpdateMeshConfig = 1,
         /// Set the trace sampling percentage of the whole mesh.
         SetTraceSampling = 1,
+        /// Set the namespaces of one member whose pods get sidecars injected.
+        SetAutoInjection = 1,
+        /// Set what sidecars do with traffic to destinations outside the registry.
+        SetOutboundTraffic = 1,
         /// Add a member cluster.
         AddCluster = 1,
         /// Remove a member cluster.
@@ -224,6 +228,52 @@ pub struct SetTraceSampling {
 }
 
 impl Validate for SetTraceSampling {}
+
+/// Most namespaces one member may list for injection.
+pub const MAX_INJECTION_NAMESPACES: usize = 1000;
+
+/// Set the namespaces of one member cluster whose pods get sidecars injected (replacing its
+/// list; an empty list turns injection off there).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetAutoInjection {
+    /// The member cluster.
+    pub cluster: ClusterName,
+    /// Its injected namespaces.
+    pub namespaces: Vec<mesh_core::NamespaceName>,
+}
+
+impl Validate for SetAutoInjection {
+    fn validate(&self) -> Result<(), InvalidMessage> {
+        if self.namespaces.len() > MAX_INJECTION_NAMESPACES {
+            return Err(InvalidMessage::new(
+                "SetAutoInjection",
+                format!(
+                    "at most {MAX_INJECTION_NAMESPACES} namespaces per cluster, got {}",
+                    self.namespaces.len()
+                ),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for namespace in &self.namespaces {
+            if !seen.insert(namespace.as_str()) {
+                return Err(InvalidMessage::new(
+                    "SetAutoInjection",
+                    format!("namespace {namespace} is listed twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Set the mesh's outbound traffic policy (Istio's `meshConfig.outboundTrafficPolicy.mode`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetOutboundTraffic {
+    /// `ALLOW_ANY` or `REGISTRY_ONLY`.
+    pub policy: mesh_core::spec::OutboundTrafficPolicy,
+}
+
+impl Validate for SetOutboundTraffic {}
 
 /// Add a member cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -597,6 +647,15 @@ mod tests {
             UpdateMeshConfig { config: json!({}) }.into(),
             SetTraceSampling {
                 percent: SamplingPercent::new(10.0).expect("percent"),
+            }
+            .into(),
+            SetAutoInjection {
+                cluster: ClusterName::new("a").expect("cluster"),
+                namespaces: vec![mesh_core::NamespaceName::new("shop").expect("namespace")],
+            }
+            .into(),
+            SetOutboundTraffic {
+                policy: mesh_core::spec::OutboundTrafficPolicy::RegistryOnly,
             }
             .into(),
             AddCluster {

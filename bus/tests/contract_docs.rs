@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, TimeZone, Utc};
 use mesh_bus::command::{
     AddCluster, ApplyResources, CanaryAction, CanaryOperate, ClusterSpec, CreateMesh, DeleteMesh,
-    RemoveCluster, RepairDrift, ResourceChange, ResourceOp, SamplingPercent, SetTraceSampling,
-    UpdateMeshConfig, UpgradeMesh, UpgradeStrategy,
+    RemoveCluster, RepairDrift, ResourceChange, ResourceOp, SamplingPercent, SetAutoInjection,
+    SetOutboundTraffic, SetTraceSampling, UpdateMeshConfig, UpgradeMesh, UpgradeStrategy,
 };
 use mesh_bus::envelope::Body;
 use mesh_bus::event::{
@@ -145,6 +145,24 @@ fn command_examples() -> Vec<CommandEnvelope> {
             None,
             SetTraceSampling {
                 percent: SamplingPercent::new(2.5).expect("percent"),
+            },
+        ),
+        command(
+            0x010c,
+            None,
+            SetAutoInjection {
+                cluster: cluster("c1"),
+                namespaces: vec![
+                    mesh_core::NamespaceName::new("shop").expect("namespace"),
+                    mesh_core::NamespaceName::new("payments").expect("namespace"),
+                ],
+            },
+        ),
+        command(
+            0x010d,
+            None,
+            SetOutboundTraffic {
+                policy: mesh_core::spec::OutboundTrafficPolicy::RegistryOnly,
             },
         ),
         command(

@@ -322,6 +322,65 @@ fn the_quickstart_creates_watches_describes_and_deletes_a_multi_primary_mesh() {
     let line = refused(dir, &server, &["services", "demo", "-n", "default", "nope"]);
     assert!(line.contains("app=nope"), "{line}");
 
+    // Mesh settings with routes of their own: injection per member, the outbound policy.
+    let set = ok(
+        dir,
+        &server,
+        &[
+            "mesh",
+            "injection",
+            "demo",
+            "--cluster",
+            "sim-1",
+            "default",
+            "--wait",
+            "--timeout",
+            "45s",
+        ],
+    );
+    assert!(set.contains("succeeded"), "{set}");
+    let shown = ok(dir, &server, &["mesh", "injection", "demo"]);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("sim-1") && l.contains("default"))
+            && shown
+                .lines()
+                .any(|l| l.starts_with("sim-2") && l.ends_with('-')),
+        "{shown}"
+    );
+    let line = refused(
+        dir,
+        &server,
+        &[
+            "mesh",
+            "injection",
+            "demo",
+            "--cluster",
+            "sim-1",
+            "kube-system",
+        ],
+    );
+    assert!(line.contains("reserved"), "{line}");
+    let set = ok(
+        dir,
+        &server,
+        &[
+            "mesh",
+            "outbound",
+            "demo",
+            "registry-only",
+            "--wait",
+            "--timeout",
+            "45s",
+        ],
+    );
+    assert!(set.contains("succeeded"), "{set}");
+    assert_eq!(
+        ok(dir, &server, &["mesh", "outbound", "demo"]).trim(),
+        "REGISTRY_ONLY"
+    );
+
     // One cluster's own object: written to that cluster only, deleted with `delete -f`.
     std::fs::write(
         dir.join("local.yaml"),

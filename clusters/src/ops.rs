@@ -408,10 +408,27 @@ impl ClusterOps {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => {
+                // A merge patch removes keys with `null`; a new namespace simply lacks them.
+                let present = |map: &Value| -> Value {
+                    Value::Object(
+                        map.as_object()
+                            .map(|m| {
+                                m.iter()
+                                    .filter(|(_, v)| !v.is_null())
+                                    .map(|(k, v)| (k.clone(), v.clone()))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    )
+                };
                 let body = serde_json::json!({
                     "apiVersion": "v1",
                     "kind": "Namespace",
-                    "metadata": {"name": namespace, "labels": labels, "annotations": annotations},
+                    "metadata": {
+                        "name": namespace,
+                        "labels": present(labels),
+                        "annotations": present(annotations),
+                    },
                 });
                 self.apply(&body).await.map(drop)
             }

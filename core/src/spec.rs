@@ -30,7 +30,7 @@ use crate::names::{ClusterName, MeshName, NamespaceName, TenantId, check_dns_lab
 pub const ISTIO_NAMESPACE: &str = "istio-system";
 
 /// Namespaces that must never be labelled for sidecar injection.
-const RESERVED_NAMESPACES: [&str; 4] = [
+pub const RESERVED_NAMESPACES: [&str; 4] = [
     ISTIO_NAMESPACE,
     "kube-system",
     "kube-public",

@@ -78,6 +78,16 @@ pub(super) fn corrupt(spec: &MeshSpec, reason: impl Into<String>) -> ActorError 
     }
 }
 
+/// The merge patch that takes a namespace out of a mesh's injection: its injection, revision and
+/// mesh labels removed.
+fn injection_release_patch() -> serde_json::Value {
+    serde_json::json!({"metadata": {"labels": {
+        plan::INJECTION_LABEL: null,
+        plan::REVISION_LABEL: null,
+        plan::INJECTION_MESH_LABEL: null,
+    }}})
+}
+
 impl TaskContext<'_> {
     /// Runs one task; returns a short description of what it did.
     pub async fn run(&self, task: &TaskKind) -> Result<String, ActorError> {
@@ -242,12 +252,39 @@ impl TaskContext<'_> {
             }
             applied += 1;
         }
+        let mut released = 0;
+        if stages.contains(&Stage::Injection) {
+            // Namespaces this mesh labelled before but no longer lists lose its labels.
+            let listed: Vec<&str> = plan
+                .iter()
+                .filter_map(|c| match c {
+                    PlannedChange::NamespaceLabels(labels) => Some(labels.namespace.as_str()),
+                    PlannedChange::Object(_) => None,
+                })
+                .collect();
+            let selector = format!("{}={}", plan::INJECTION_MESH_LABEL, self.spec.name);
+            for namespace in connection.ops.namespaces_labelled(&selector).await? {
+                if !listed.contains(&namespace.as_str()) {
+                    connection
+                        .ops
+                        .merge_patch_namespace(&namespace, &injection_release_patch())
+                        .await?;
+                    released += 1;
+                }
+            }
+        }
         if stages.contains(&Stage::ControlPlane) {
             self.store
                 .update_member_phase(cluster.as_str(), "Installing", "", None)
                 .await?;
         }
-        Ok(format!("applied {applied} objects to {cluster}"))
+        Ok(if released == 0 {
+            format!("applied {applied} objects to {cluster}")
+        } else {
+            format!(
+                "applied {applied} objects to {cluster}, released {released} namespace(s) from injection"
+            )
+        })
     }
 
     async fn wait_control_plane(&self, cluster: &ClusterName) -> Result<String, ActorError> {
@@ -490,14 +527,9 @@ impl TaskContext<'_> {
             .namespaces_labelled(&injection_selector)
             .await?
         {
-            let patch = serde_json::json!({"metadata": {"labels": {
-                plan::INJECTION_LABEL: null,
-                plan::REVISION_LABEL: null,
-                plan::INJECTION_MESH_LABEL: null,
-            }}});
             connection
                 .ops
-                .merge_patch_namespace(&namespace, &patch)
+                .merge_patch_namespace(&namespace, &injection_release_patch())
                 .await?;
         }
         self.store

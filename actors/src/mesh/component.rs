@@ -5,7 +5,8 @@ mod resources;
 use std::sync::Arc;
 
 use mesh_bus::command::{
-    AddCluster, ClusterSpec, CreateMesh, RemoveCluster, SetTraceSampling, UpdateMeshConfig,
+    AddCluster, ClusterSpec, CreateMesh, RemoveCluster, SetAutoInjection, SetOutboundTraffic,
+    SetTraceSampling, UpdateMeshConfig,
 };
 use mesh_bus::event::{CommandAccepted, CommandRejected, MeshConfigUpdated, MeshCreated};
 use mesh_bus::{Command, CommandEnvelope, Event, EventEnvelope};
@@ -283,6 +284,28 @@ impl MeshComponent {
                 let percent = percent.get();
                 self.decide_reconfigure(command, move |config| config.trace_sampling = percent)
                     .await
+            }
+            Command::SetAutoInjection(SetAutoInjection {
+                cluster,
+                namespaces,
+            }) => {
+                let namespaces: Vec<String> = namespaces.iter().map(ToString::to_string).collect();
+                let cluster = cluster.to_string();
+                self.decide_reconfigure(command, move |config| {
+                    if namespaces.is_empty() {
+                        config.auto_injection_namespaces.remove(&cluster);
+                    } else {
+                        config.auto_injection_namespaces.insert(cluster, namespaces);
+                    }
+                })
+                .await
+            }
+            Command::SetOutboundTraffic(SetOutboundTraffic { policy }) => {
+                let policy = *policy;
+                self.decide_reconfigure(command, move |config| {
+                    config.outbound_traffic_policy = policy;
+                })
+                .await
             }
             Command::UpdateMeshConfig(UpdateMeshConfig { config }) => {
                 let parsed: MeshConfig = match serde_json::from_value(config.clone()) {

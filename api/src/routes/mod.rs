@@ -13,6 +13,8 @@
 //!   `GET|DELETE /clusters/{c}/namespaces/{ns}/{kind}/{name}`.
 //! - [`microservices`]: `GET /meshes/{m}/namespaces/{ns}/microservices[/{name}]`.
 //! - [`upgrade`]: `POST /meshes/{m}` (upgrade), `POST /meshes/{m}/canary`.
+//! - [`settings`]: `GET|POST /meshes/{m}/autoinjectionnamespaces`, `GET|POST
+//!   /meshes/{m}/outbound-traffic`.
 //! - [`flows`]: `GET /meshes/{m}/flows`, `GET /meshes/{m}/flows/{id}`.
 //! - [`events`]: `GET /meshes/{m}/events`, server-sent events.
 //! - anything else: a JSON 404 (or 405 for a known path with another method) in the envelope.
@@ -31,6 +33,7 @@ pub mod health;
 pub mod meshes;
 pub mod microservices;
 pub mod resources;
+pub mod settings;
 pub mod upgrade;
 
 use actix_web::middleware::from_fn;
@@ -96,6 +99,16 @@ fn api_scope() -> actix_web::Scope<
         )
         .service(resource("/meshes/{mesh}/canary").post(upgrade::canary))
         .service(resource("/meshes/{mesh}/sampling").post(meshes::set_sampling))
+        .service(
+            resource("/meshes/{mesh}/autoinjectionnamespaces")
+                .get(settings::get_auto_injection)
+                .post(settings::set_auto_injection),
+        )
+        .service(
+            resource("/meshes/{mesh}/outbound-traffic")
+                .get(settings::get_outbound_traffic)
+                .post(settings::set_outbound_traffic),
+        )
         .service(
             resource("/meshes/{mesh}/resources")
                 .get(resources::list_all)

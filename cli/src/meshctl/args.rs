@@ -263,6 +263,39 @@ pub enum MeshCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Show the namespaces whose pods get sidecars, or set them for one member cluster.
+    Injection {
+        /// The mesh.
+        name: String,
+        /// The member cluster to set (without it, show every member's namespaces).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The cluster's namespaces, replacing its list (none: turn injection off there).
+        namespaces: Vec<String>,
+        /// Waiting.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Show or set what sidecars do with traffic to destinations outside the registry.
+    Outbound {
+        /// The mesh.
+        name: String,
+        /// The new policy (without it, show the current one).
+        #[arg(value_enum)]
+        policy: Option<OutboundPolicyArg>,
+        /// Waiting.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+}
+
+/// Outbound traffic policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutboundPolicyArg {
+    /// Let traffic to unknown destinations through (Istio's default).
+    AllowAny,
+    /// Only services in the registry are reachable.
+    RegistryOnly,
 }
 
 /// How `mesh upgrade` replaces the control plane.

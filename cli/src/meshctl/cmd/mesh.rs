@@ -1,4 +1,5 @@
-//! `meshctl mesh create|list|get|describe|delete|sampling`: meshes (`/meshes`).
+//! `meshctl mesh create|list|get|describe|delete|upgrade|canary|sampling|injection|outbound`:
+//! meshes (`/meshes`).
 //!
 //! Writes are commands answered 202 with a command id. With `--wait`, meshctl follows the mesh's
 //! event stream for that command (see [`crate::meshctl::progress`]) and ends with a success line,
@@ -11,7 +12,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::meshctl::args::{CanaryActionArg, Format, MeshCommand, UpgradeStrategyArg, WaitArgs};
+use crate::meshctl::args::{
+    CanaryActionArg, Format, MeshCommand, OutboundPolicyArg, UpgradeStrategyArg, WaitArgs,
+};
 use crate::meshctl::client::{ApiClient, segment};
 use crate::meshctl::error::{Error, Result};
 use crate::meshctl::feed::EventFeed;
@@ -103,6 +106,37 @@ pub async fn run(client: &ApiClient, format: Format, command: MeshCommand) -> Re
             })
             .await
         }
+        MeshCommand::Injection {
+            name,
+            cluster,
+            namespaces,
+            wait,
+        } => injection(client, format, &name, cluster, namespaces, &wait).await,
+        MeshCommand::Outbound { name, policy, wait } => {
+            let path = format!("{}/outbound-traffic", mesh_path(&name));
+            let Some(policy) = policy else {
+                let current = client.get(&path).await?;
+                return output::print(format, &current, |c| {
+                    format!("{}\n", field(c, "outboundTrafficPolicy"))
+                });
+            };
+            let policy = match policy {
+                OutboundPolicyArg::AllowAny => "ALLOW_ANY",
+                OutboundPolicyArg::RegistryOnly => "REGISTRY_ONLY",
+            };
+            let body = json!({ "outboundTrafficPolicy": policy });
+            operate(
+                client,
+                format,
+                &name,
+                "outbound traffic change",
+                "reconfigured",
+                &wait,
+                true,
+                async { client.post(&path, &body).await },
+            )
+            .await
+        }
         MeshCommand::Sampling {
             name,
             percent,
@@ -123,6 +157,61 @@ pub async fn run(client: &ApiClient, format: Format, command: MeshCommand) -> Re
             .await
         }
     }
+}
+
+/// `mesh injection`: shows every member's injected namespaces, or sets one member's.
+async fn injection(
+    client: &ApiClient,
+    format: Format,
+    name: &str,
+    cluster: Option<String>,
+    namespaces: Vec<String>,
+    wait: &WaitArgs,
+) -> Result<()> {
+    let path = format!("{}/autoinjectionnamespaces", mesh_path(name));
+    let Some(cluster) = cluster else {
+        if !namespaces.is_empty() {
+            return Err(Error::Input(
+                "name the member cluster whose namespaces to set with --cluster".into(),
+            ));
+        }
+        let current = client.get(&path).await?;
+        return output::print(format, &current, |c| {
+            let mut table = Table::new(&["CLUSTER", "NAMESPACES"]);
+            if let Some(members) = c["autoInjectionNamespaces"].as_object() {
+                for (cluster, listed) in members {
+                    let listed: Vec<String> = listed
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(text)
+                        .collect();
+                    table.row(vec![
+                        cluster.clone(),
+                        if listed.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            listed.join(",")
+                        },
+                    ]);
+                }
+            }
+            table.to_string()
+        });
+    };
+    let body = json!({ "cluster": cluster, "namespaces": namespaces });
+    operate(
+        client,
+        format,
+        name,
+        "injection change",
+        "reconfigured",
+        wait,
+        true,
+        async { client.post(&path, &body).await },
+    )
+    .await
 }
 
 fn mesh_path(name: &str) -> String {
