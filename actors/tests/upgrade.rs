@@ -427,7 +427,6 @@ async fn assert_every_namespace_on(setup: &Setup, revision: &str) {
     }
 }
 
-#[ignore = "known gap: after confirm the old istiod Deployment sometimes lingers under full-suite load; see the closing note of #8"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_multi_primary_mesh_goes_canary_to_the_next_version_and_confirms() {
     let setup = setup(3).await;
@@ -495,7 +494,6 @@ async fn a_multi_primary_mesh_goes_canary_to_the_next_version_and_confirms() {
     drop(setup.worker);
 }
 
-#[ignore = "known gap: after a rollback the new istiod Deployment sometimes lingers (seen under CI load); see the closing note of #8"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_primary_remote_mesh_goes_canary_and_rolls_back_to_exactly_what_it_was() {
     let setup = setup(3).await;
@@ -528,7 +526,6 @@ async fn a_primary_remote_mesh_goes_canary_and_rolls_back_to_exactly_what_it_was
     drop(setup.worker);
 }
 
-#[ignore = "known gap: after the automatic rollback the new istiod Deployment sometimes lingers in the failing cluster; see the closing note of #8"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_health_gate_seeing_too_many_errors_rolls_the_upgrade_back_automatically() {
     let setup = setup(2).await;
@@ -570,7 +567,6 @@ async fn a_health_gate_seeing_too_many_errors_rolls_the_upgrade_back_automatical
     drop(setup.worker);
 }
 
-#[ignore = "known gap: after the automatic rollback the new istiod Deployment sometimes lingers in the failing cluster; see the closing note of #8"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crash_looping_new_istiod_rolls_the_upgrade_back_automatically() {
     let setup = setup(2).await;
