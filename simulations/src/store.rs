@@ -7,8 +7,9 @@
 //!
 //! The store implements the object semantics of the API server: uid, creationTimestamp,
 //! generation bumps on spec changes, optimistic concurrency, status subresources, finalizers and
-//! deletionTimestamp, namespace termination, owner-reference garbage collection, defaulting of
-//! the fields clients rely on, and server-side apply (see [`crate::patch`]).
+//! deletionTimestamp, namespace termination, owner-reference garbage collection (dependents of a
+//! deleted owner, and objects written later with references to owners that no longer exist),
+//! defaulting of the fields clients rely on, and server-side apply (see [`crate::patch`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -725,6 +726,7 @@ impl Store {
         if let (Some(a), Some(e)) = (applied, st.objects.get_mut(&key)) {
             e.applied = a;
         }
+        self.collect_if_orphaned(st, rt, &key);
         Ok(Self::present(rt, &stored))
     }
 
@@ -853,7 +855,18 @@ impl Store {
             self.maybe_finish_namespace(st, &ns);
             return Ok(Self::present(rt, &gone));
         }
-        let stored = self.commit(st, key, EventType::Modified, Some(result), Some(old));
+        let owners_changed =
+            result["metadata"]["ownerReferences"] != old["metadata"]["ownerReferences"];
+        let stored = self.commit(
+            st,
+            key.clone(),
+            EventType::Modified,
+            Some(result),
+            Some(old),
+        );
+        if owners_changed {
+            self.collect_if_orphaned(st, rt, &key);
+        }
         Ok(Self::present(rt, &stored))
     }
 
@@ -1155,7 +1168,8 @@ impl Store {
         Ok(Self::present(rt, &gone))
     }
 
-    /// Garbage-collect dependents of a deleted object (background propagation).
+    /// Garbage-collect dependents of a deleted object (background propagation); dependents
+    /// written later are caught by [`Self::collect_if_orphaned`].
     fn after_delete(&self, st: &mut State, _rt: &ResourceType, gone: &Value, orphan: bool) {
         if orphan {
             return;
@@ -1188,6 +1202,40 @@ impl Store {
             };
             let _ = self.delete_locked(st, &rt, &k.namespace, &k.name, &DeleteOptions::default());
         }
+    }
+
+    /// Garbage-collect an object written with owner references whose owners are all gone.
+    ///
+    /// The API server's garbage collector does the same with dangling owner references: a
+    /// controller acting on a view taken just before an owner's deletion (an informer cache, a
+    /// list) may still write the owner's children afterwards, and those must not outlive it.
+    /// References without a uid are left alone; an object with at least one live owner stays.
+    fn collect_if_orphaned(&self, st: &mut State, rt: &ResourceType, key: &ObjKey) {
+        let Some(entry) = st.objects.get(key) else {
+            return;
+        };
+        let owners: Vec<String> = entry.obj["metadata"]["ownerReferences"]
+            .as_array()
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| r["uid"].as_str())
+                    .filter(|uid| !uid.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if owners.is_empty() {
+            return;
+        }
+        let any_alive = st
+            .objects
+            .values()
+            .any(|e| owners.iter().any(|uid| uid == meta_str(&e.obj, "uid")));
+        if any_alive {
+            return;
+        }
+        let (ns, name) = (key.namespace.clone(), key.name.clone());
+        let _ = self.delete_locked(st, rt, &ns, &name, &DeleteOptions::default());
     }
 
     fn terminate_namespace(&self, st: &mut State, ns: &str) {
@@ -1553,6 +1601,97 @@ mod tests {
             .patch(&rt, "default", "s", PatchKind::Apply, body, false, &forced)
             .expect("force");
         assert_eq!(v["data"]["x"], "9");
+    }
+
+    #[test]
+    fn deleting_an_owner_removes_its_dependents() {
+        let s = store();
+        let rt = s.resource("", "ConfigMap").expect("cm");
+        let owner = s
+            .create(&rt, "default", cm("owner"), &WriteOptions::default())
+            .expect("owner");
+        let mut child = cm("child");
+        child["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+            "uid": owner["metadata"]["uid"], "controller": true,
+        }]);
+        s.create(&rt, "default", child, &WriteOptions::default())
+            .expect("child");
+        s.delete(&rt, "default", "owner", &DeleteOptions::default())
+            .expect("delete");
+        assert_eq!(
+            s.get(&rt, "default", "child").expect_err("gone").reason,
+            Reason::NotFound
+        );
+    }
+
+    #[test]
+    fn a_dependent_written_after_its_owner_was_deleted_is_collected() {
+        let s = store();
+        let rt = s.resource("", "ConfigMap").expect("cm");
+        let owner = s
+            .create(&rt, "default", cm("owner"), &WriteOptions::default())
+            .expect("owner");
+        let other = s
+            .create(&rt, "default", cm("other"), &WriteOptions::default())
+            .expect("other");
+        s.delete(&rt, "default", "owner", &DeleteOptions::default())
+            .expect("delete");
+        let reference = |o: &Value| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "name": o["metadata"]["name"],
+                   "uid": o["metadata"]["uid"], "controller": true})
+        };
+        // Server-side apply from a stale view: the owner is already gone.
+        let apply = WriteOptions {
+            field_manager: Some("controller".into()),
+            force: true,
+            ..Default::default()
+        };
+        let late = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "late", "ownerReferences": [reference(&owner)]}});
+        let body = serde_json::to_vec(&late).expect("json");
+        let (_, created) = s
+            .patch(
+                &rt,
+                "default",
+                "late",
+                PatchKind::Apply,
+                &body,
+                false,
+                &apply,
+            )
+            .expect("apply");
+        assert!(created, "the write itself succeeds");
+        assert_eq!(
+            s.get(&rt, "default", "late").expect_err("collected").reason,
+            Reason::NotFound
+        );
+        // One live owner is enough to stay; losing it by an update collects the object.
+        let mut kept = cm("kept");
+        kept["metadata"]["ownerReferences"] = json!([reference(&owner), reference(&other)]);
+        s.create(&rt, "default", kept, &WriteOptions::default())
+            .expect("kept");
+        assert!(s.get(&rt, "default", "kept").is_ok());
+        let (_, _) = s
+            .patch(
+                &rt,
+                "default",
+                "kept",
+                PatchKind::Merge,
+                &serde_json::to_vec(&json!({"metadata": {"ownerReferences": [reference(&owner)]}}))
+                    .expect("json"),
+                false,
+                &WriteOptions::default(),
+            )
+            .expect("patch");
+        assert_eq!(
+            s.get(&rt, "default", "kept").expect_err("collected").reason,
+            Reason::NotFound
+        );
+        // Objects without owners are never touched.
+        s.create(&rt, "default", cm("free"), &WriteOptions::default())
+            .expect("free");
+        assert!(s.get(&rt, "default", "free").is_ok());
     }
 
     #[test]

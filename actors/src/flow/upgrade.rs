@@ -399,6 +399,10 @@ fn ready_condition(object: &Value) -> (bool, String) {
 impl TaskContext<'_> {
     /// Runs one upgrade step; returns a short description of what it did.
     pub(super) async fn run_upgrade(&self, task: &UpgradeTask) -> Result<String, ActorError> {
+        if matches!(task, UpgradeTask::EndUpgrade | UpgradeTask::EndUndone) {
+            // The only step that may find no upgrade recorded: its own earlier run closed it.
+            return self.end_upgrade().await;
+        }
         let upgrade = self.upgrade_state().await?;
         match task {
             UpgradeTask::Precheck => self.precheck(&upgrade).await,
@@ -421,7 +425,7 @@ impl TaskContext<'_> {
             UpgradeTask::Confirm(c) => self.confirm(&upgrade, c).await,
             UpgradeTask::InPlace(c) => self.in_place(&upgrade, c).await,
             UpgradeTask::Revert(c) | UpgradeTask::Undo(c) => self.revert(&upgrade, c).await,
-            UpgradeTask::EndUpgrade | UpgradeTask::EndUndone => self.end_upgrade(&upgrade).await,
+            UpgradeTask::EndUpgrade | UpgradeTask::EndUndone => self.end_upgrade().await,
         }
     }
 
@@ -1076,9 +1080,16 @@ impl TaskContext<'_> {
         })
     }
 
-    async fn end_upgrade(&self, upgrade: &UpgradeState) -> Result<String, ActorError> {
+    /// Closes the upgrade recorded in `mesh.state`. A run cut off after the write but before the
+    /// task was recorded as done (a lost lease, a killed worker) is run again by the next owner:
+    /// it then finds the upgrade already closed, which is the outcome it was after. No other
+    /// upgrade can have been recorded meanwhile, since commands wait while a flow of the mesh
+    /// runs.
+    async fn end_upgrade(&self) -> Result<String, ActorError> {
         let mut state = self.mesh_state().await?;
-        state.upgrade = None;
+        let Some(upgrade) = state.upgrade.take() else {
+            return Ok("the upgrade was already closed".to_owned());
+        };
         self.save_state(&state, MeshStatusChange::default()).await?;
         Ok(match upgrade.phase {
             UpgradePhase::Confirming => format!("upgrade to Istio {} complete", upgrade.to),

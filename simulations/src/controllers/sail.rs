@@ -135,6 +135,9 @@ pub(crate) fn reconcile(shared: &Shared, state: &mut State) {
     }
     let used = revisions_in_use(shared, &tag_targets);
     let used_tags = tags_in_use(shared);
+    // Like the operator's informer cache, this list can be a moment old: a revision deleted
+    // meanwhile still gets its children written, and the garbage collector removes them (their
+    // owner reference names a uid that no longer exists).
     for rev in &revisions {
         reconcile_revision(shared, rev, used.contains_key(name(rev)));
     }
