@@ -430,8 +430,19 @@ async fn assert_every_namespace_on(setup: &Setup, revision: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_multi_primary_mesh_goes_canary_to_the_next_version_and_confirms() {
+    canary_then_confirm(MeshMode::MultiPrimary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_primary_remote_mesh_goes_canary_to_the_next_version_and_confirms() {
+    canary_then_confirm(MeshMode::PrimaryRemote).await;
+}
+
+/// A 3-cluster mesh of `mode` goes canary (batches, gates), refuses other upgrades meanwhile,
+/// confirms, and ends with only the new revision, every namespace on it.
+async fn canary_then_confirm(mode: MeshMode) {
     let setup = setup(3).await;
-    create_mesh(&setup, "canary", MeshMode::MultiPrimary).await;
+    create_mesh(&setup, "canary", mode).await;
 
     let event = run_command(
         &setup,
@@ -476,7 +487,7 @@ async fn a_multi_primary_mesh_goes_canary_to_the_next_version_and_confirms() {
     assert_eq!(mesh.last_version, FROM);
     wait_revisions(&setup, &[NEW_REVISION]).await;
     assert_every_namespace_on(&setup, NEW_REVISION).await;
-    for cluster in setup.world.clusters() {
+    for (index, cluster) in setup.world.clusters().iter().enumerate() {
         let ops = ops(cluster, cluster.client().await.unwrap());
         let istiods: Vec<String> = ops
             .list_labelled("apps/v1", "Deployment", "app=istiod")
@@ -485,20 +496,32 @@ async fn a_multi_primary_mesh_goes_canary_to_the_next_version_and_confirms() {
             .into_iter()
             .map(|d| d.name)
             .collect();
-        assert_eq!(
-            istiods,
-            [format!("istiod-{NEW_REVISION}")],
-            "{}",
-            cluster.name()
-        );
+        // A remote runs no istiod of its own: its primary's serves it.
+        let wanted: Vec<String> = if mode == MeshMode::PrimaryRemote && index > 0 {
+            Vec::new()
+        } else {
+            vec![format!("istiod-{NEW_REVISION}")]
+        };
+        assert_eq!(istiods, wanted, "{}", cluster.name());
     }
     drop(setup.worker);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_primary_remote_mesh_goes_canary_and_rolls_back_to_exactly_what_it_was() {
+    canary_then_rollback(MeshMode::PrimaryRemote).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_multi_primary_mesh_goes_canary_and_rolls_back_to_exactly_what_it_was() {
+    canary_then_rollback(MeshMode::MultiPrimary).await;
+}
+
+/// A 3-cluster mesh of `mode` goes canary and rolls back; every cluster then holds exactly what
+/// it held before the upgrade (compared object by object).
+async fn canary_then_rollback(mode: MeshMode) {
     let setup = setup(3).await;
-    create_mesh(&setup, "pr", MeshMode::PrimaryRemote).await;
+    create_mesh(&setup, "pr", mode).await;
     let before = snapshot(&setup, "pr").await;
 
     let event = run_command(
