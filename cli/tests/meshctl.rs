@@ -562,3 +562,111 @@ fn an_unreachable_server_is_named_in_one_line() {
         "{line}"
     );
 }
+
+#[test]
+fn a_mesh_goes_canary_with_live_progress_confirms_and_refuses_a_two_minor_jump() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (_meshd, server, _log) = start_meshd(dir);
+    std::fs::write(
+        dir.join("old.yaml"),
+        "name: old\nregion: sim\nversion: 1.29.6\nmode: primary-remote\nclusters:\n- name: sim-1\n  role: master\n- name: sim-2\n  role: remote\nconfig:\n  autoInjectionNamespaces:\n    sim-1: [default]\n    sim-2: [default]\n",
+    )
+    .unwrap();
+    ok(
+        dir,
+        &server,
+        &[
+            "mesh",
+            "create",
+            "-f",
+            "old.yaml",
+            "--wait",
+            "--timeout",
+            "45s",
+        ],
+    );
+
+    // In place, two minors at once: refused with the path to take.
+    let line = refused(
+        dir,
+        &server,
+        &[
+            "mesh",
+            "upgrade",
+            "old",
+            "--version",
+            "1.31.0-beta.1",
+            "--strategy",
+            "in-place",
+        ],
+    );
+    assert!(
+        line.contains("1.30"),
+        "the path names the minor between: {line}"
+    );
+
+    let upgraded = meshctl(
+        dir,
+        &server,
+        &[
+            "mesh",
+            "upgrade",
+            "old",
+            "--version",
+            "1.30.3",
+            "--batch-size",
+            "1",
+            "--wait",
+            "--timeout",
+            "50s",
+        ],
+    );
+    assert!(
+        upgraded.status.success(),
+        "{}{}",
+        stdout(&upgraded),
+        stderr(&upgraded)
+    );
+    assert!(
+        stdout(&upgraded).contains("is in canary"),
+        "{}",
+        stdout(&upgraded)
+    );
+    let progress = stderr(&upgraded);
+    for step in ["health-gate:sim-1", "health-gate:sim-2"] {
+        assert!(progress.contains(step), "{step} in\n{progress}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(dir, &server, &["mesh", "get", "old", "-o", "json"])).unwrap();
+    assert_eq!(
+        (json["status"].as_str(), json["version"].as_str()),
+        (Some("Canary"), Some("1.29.6"))
+    );
+
+    let confirmed = ok(
+        dir,
+        &server,
+        &[
+            "mesh",
+            "canary",
+            "confirm",
+            "old",
+            "--wait",
+            "--timeout",
+            "50s",
+        ],
+    );
+    assert!(confirmed.contains("confirmed"), "{confirmed}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(dir, &server, &["mesh", "get", "old", "-o", "json"])).unwrap();
+    assert_eq!(json["status"], "Running");
+    assert_eq!(json["version"], "1.30.3");
+    assert_eq!(json["last_version"], "1.29.6");
+    let line = refused(
+        dir,
+        &server,
+        &["mesh", "canary", "rollback", "old", "--wait"],
+    );
+    assert!(line.contains("canary"), "nothing to roll back: {line}");
+}

@@ -564,7 +564,8 @@ pub(crate) async fn visible_mesh(
 }
 
 /// The tenant and name of a stored mesh, for commands about it.
-fn mesh_key(mesh: &MeshRecord) -> Result<(TenantId, MeshName), ApiError> {
+/// The tenant and name of a stored mesh, as commands name them.
+pub(crate) fn mesh_key(mesh: &MeshRecord) -> Result<(TenantId, MeshName), ApiError> {
     let tenant = TenantId::new(mesh.tenant_id.as_str())
         .map_err(|e| ApiError::Internal(format!("stored mesh has a bad tenant: {e}")))?;
     let name = MeshName::new(mesh.name.as_str())

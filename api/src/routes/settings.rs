@@ -13,13 +13,13 @@ use actix_web::{HttpResponse, web};
 use mesh_bus::CommandEnvelope;
 use mesh_bus::command::{MAX_INJECTION_NAMESPACES, SetAutoInjection, SetOutboundTraffic};
 use mesh_core::spec::{OutboundTrafficPolicy, RESERVED_NAMESPACES};
-use mesh_core::{ClusterName, MeshConfig, MeshName, NamespaceName, TenantId};
+use mesh_core::{ClusterName, MeshConfig, NamespaceName};
 use mesh_schema::models::MeshRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::commands::{WaitQuery, publish};
-use super::meshes::{MeshParam, visible_mesh};
+use super::meshes::{MeshParam, mesh_key, visible_mesh};
 use crate::auth::Caller;
 use crate::envelope::{ApiError, ApiResponse};
 use crate::openapi::OutboundTrafficPolicyDoc;
@@ -65,12 +65,6 @@ fn config_of(mesh: &MeshRecord) -> Result<MeshConfig, ApiError> {
         }),
         None => Ok(MeshConfig::default()),
     }
-}
-
-fn mesh_key(mesh: &MeshRecord) -> Result<(TenantId, MeshName), ApiError> {
-    let tenant = TenantId::new(mesh.tenant_id.as_str())
-        .map_err(|e| ApiError::Internal(format!("stored mesh has a bad tenant: {e}")))?;
-    Ok((tenant, MeshName::new(mesh.name.as_str())?))
 }
 
 /// `GET /meshes/{mesh}/autoinjectionnamespaces`.

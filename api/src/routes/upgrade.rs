@@ -10,14 +10,13 @@
 use actix_web::{HttpResponse, web};
 use mesh_bus::CommandEnvelope;
 use mesh_bus::command::{CanaryAction, CanaryOperate, UpgradeMesh, UpgradeStrategy};
-use mesh_core::upgrade::CanaryOptions;
-use mesh_core::{MeshName, TenantId};
+use mesh_core::upgrade::{CanaryOptions, UpgradeKind, check_upgrade};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 use super::commands::{WaitQuery, publish};
-use super::meshes::{MeshParam, visible_mesh};
+use super::meshes::{MeshParam, mesh_key, visible_mesh};
 use crate::auth::Caller;
 use crate::envelope::{ApiError, ApiResponse};
 use crate::openapi::{
@@ -61,14 +60,6 @@ pub struct CanaryBody {
     /// `confirm` or `rollback`.
     #[schema(example = "confirm")]
     pub operate: String,
-}
-
-fn mesh_key(mesh: &mesh_schema::models::MeshRecord) -> Result<(TenantId, MeshName), ApiError> {
-    let tenant = TenantId::new(mesh.tenant_id.as_str())
-        .map_err(|e| ApiError::Internal(format!("stored mesh has a bad tenant: {e}")))?;
-    let name = MeshName::new(mesh.name.as_str())
-        .map_err(|e| ApiError::Internal(format!("stored mesh has a bad name: {e}")))?;
-    Ok((tenant, name))
 }
 
 /// The command an upgrade body asks for.
@@ -122,6 +113,7 @@ fn upgrade_command(body: &UpgradeBody) -> Result<UpgradeMesh, ApiError> {
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Unprocessable),
         (status = 503, response = Unavailable),
     ),
     security(("bearer" = []), ("tke" = []))
@@ -137,6 +129,13 @@ pub async fn upgrade(
     let wait = query.duration(state.max_wait)?;
     let command = upgrade_command(&body)?;
     let mesh = visible_mesh(&caller, &state, &path).await?;
+    // The version rules answer at once; the worker checks them again against the mesh it holds.
+    let kind = match command.strategy {
+        UpgradeStrategy::Canary => UpgradeKind::Canary,
+        UpgradeStrategy::InPlace => UpgradeKind::InPlace,
+    };
+    check_upgrade(&state.catalog, &mesh.version, &command.version, kind)
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let (tenant, name) = mesh_key(&mesh)?;
     let envelope = CommandEnvelope::command(tenant, name, &caller.principal, command)?;
     publish(&state, envelope, wait).await
