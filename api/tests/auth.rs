@@ -185,6 +185,96 @@ async fn tenants_never_see_each_others_meshes(h: Harness) {
     assert_eq!(h.pending_commands(), 0);
 }
 
+/// Fills the path parameters of a documented route: `mesh` and `cluster` with the given names,
+/// the others with plausible values.
+fn concrete(path: &str, mesh: &str, cluster: &str) -> String {
+    path.replace("{mesh}", mesh)
+        .replace("{cluster}", cluster)
+        .replace("{namespace}", "default")
+        .replace("{kind}", "virtualservices")
+        .replace("{name}", "reviews")
+        .replace("{flow}", "1")
+}
+
+/// Every documented route that names a mesh or a cluster answers another tenant's mesh or
+/// cluster exactly as it answers one that does not exist (same status, same message with the
+/// name swapped), and never with a success or a published command.
+async fn every_route_hides_other_tenants_meshes_and_clusters(h: Harness) {
+    use mesh_schema::store::cluster::RegisterCluster;
+    h.seed_mesh("acme", "acme-mesh", &["a1"]).await;
+    h.seed_mesh("globex", "globex-mesh", &["g1"]).await;
+    h.store
+        .register_cluster(RegisterCluster {
+            tenant_id: "globex".into(),
+            name: "g1".into(),
+            region: "eu-west".into(),
+            server: "https://127.0.0.1:6443".into(),
+            auth_kind: "token".into(),
+            kubeconfig: "apiVersion: v1".into(),
+            status: "Reachable".into(),
+            status_message: "ok".into(),
+        })
+        .await
+        .unwrap();
+    let app = app(h.state()).await;
+    let document = mesh_api::openapi::document();
+    let mut checked = 0;
+    for (path, item) in &document.paths.paths {
+        if !path.contains("{mesh}") && !path.contains("{cluster}") {
+            continue;
+        }
+        let methods = [
+            ("get", item.get.is_some()),
+            ("post", item.post.is_some()),
+            ("delete", item.delete.is_some()),
+        ];
+        for (method, present) in methods {
+            if !present {
+                continue;
+            }
+            let answer = |mesh: &str, cluster: &str| {
+                let uri = concrete(path, mesh, cluster);
+                let request = match method {
+                    "get" => TestRequest::get(),
+                    "post" => TestRequest::post()
+                        .insert_header(("content-type", "application/json"))
+                        .set_payload("{}"),
+                    _ => TestRequest::delete(),
+                };
+                with_token(request.uri(&uri), &h.acme_editor)
+            };
+            let (foreign_status, foreign) = call(&app, answer("globex-mesh", "g1")).await;
+            let (missing_status, missing) =
+                call(&app, answer("no-such-mesh", "no-such-cluster")).await;
+            let route = format!("{} {path}", method.to_uppercase());
+            assert!(
+                (400..500).contains(&foreign_status),
+                "{route}: another tenant's answer is {foreign_status}: {foreign}"
+            );
+            assert_eq!(
+                foreign_status, missing_status,
+                "{route}: {foreign} vs {missing}"
+            );
+            let foreign_text = foreign["err"]
+                .as_str()
+                .unwrap_or_default()
+                .replace("globex-mesh", "no-such-mesh")
+                .replace("g1", "no-such-cluster");
+            assert_eq!(
+                foreign_text,
+                missing["err"].as_str().unwrap_or_default(),
+                "{route}"
+            );
+            if method != "post" {
+                assert_eq!(foreign_status, 404, "{route}: {foreign}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} routes checked");
+    assert_eq!(h.pending_commands(), 0, "nothing was published");
+}
+
 async fn the_tenant_header_counts_only_from_a_trusted_proxy(h: Harness) {
     h.seed_mesh("acme", "acme-mesh", &["a1"]).await;
     h.seed_mesh("globex", "globex-mesh", &["g1"]).await;
@@ -223,6 +313,7 @@ on_every_backend!(
     the_tke_cookie_authenticates_like_a_bearer_token,
     viewers_read_but_may_not_write,
     tenants_never_see_each_others_meshes,
+    every_route_hides_other_tenants_meshes_and_clusters,
     the_tenant_header_counts_only_from_a_trusted_proxy,
 );
 
