@@ -56,6 +56,7 @@ impl ThreadWorker {
                         backoff: Duration::from_millis(50),
                         ..RunnerConfig::default()
                     },
+                    ..WorkerConfig::default()
                 };
                 let _worker = Worker::start_with_leases(
                     config,

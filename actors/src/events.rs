@@ -8,12 +8,14 @@ use mesh_schema::Store;
 use mesh_schema::models::NewEvent;
 
 use crate::error::ActorError;
+use crate::observe::Observer;
 
 /// Appends and publishes events.
 #[derive(Clone)]
 pub struct EventSink {
     store: Store,
     bus: Arc<dyn Bus>,
+    observer: Observer,
 }
 
 impl std::fmt::Debug for EventSink {
@@ -25,7 +27,21 @@ impl std::fmt::Debug for EventSink {
 impl EventSink {
     /// A sink writing to `store` and `bus`.
     pub fn new(store: Store, bus: Arc<dyn Bus>) -> Self {
-        Self { store, bus }
+        Self::observed(store, bus, Observer::default())
+    }
+
+    /// A sink writing to `store` and `bus` that shows every recorded event to `observer`.
+    pub fn observed(store: Store, bus: Arc<dyn Bus>, observer: Observer) -> Self {
+        Self {
+            store,
+            bus,
+            observer,
+        }
+    }
+
+    /// The worker's observer.
+    pub fn observer(&self) -> &Observer {
+        &self.observer
     }
 
     /// The bus events are published on (also where commands go).
@@ -51,6 +67,7 @@ impl EventSink {
                 occurred_at: event.occurred_at.naive_utc(),
             })
             .await?;
+        self.observer.event(&event);
         if let Err(error) = self.bus.publish_event(&event).await {
             tracing::warn!(%error, mesh = %event.mesh, kind = event.kind(), "event kept in history but not published");
         }

@@ -30,9 +30,11 @@ pub mod error;
 pub mod events;
 pub mod flow;
 pub mod mesh;
+pub mod observe;
 pub mod ownership;
 pub mod partition;
 pub mod worker;
 
 pub use error::ActorError;
+pub use observe::{Observer, WorkerObserver};
 pub use worker::{Worker, WorkerConfig};

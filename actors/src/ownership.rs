@@ -77,6 +77,7 @@ impl Ownership {
             if let Err(error) = self.tick().await {
                 tracing::warn!(%error, worker = %self.worker_id, "ownership round failed");
             }
+            self.report();
             tokio::select! {
                 () = tokio::time::sleep(period) => {}
                 changed = shutdown.changed() => {
@@ -87,6 +88,16 @@ impl Ownership {
             }
         }
         self.hand_over_all().await;
+        self.report();
+    }
+
+    /// Tells the observer which partitions this worker owns now.
+    fn report(&self) {
+        let owned: Vec<u32> = self.owned.keys().copied().collect();
+        self.runner
+            .events()
+            .observer()
+            .partitions(&owned, self.partitions());
     }
 
     fn partitions(&self) -> u32 {

@@ -17,6 +17,7 @@ use crate::connections::ClusterConnections;
 use crate::error::ActorError;
 use crate::events::EventSink;
 use crate::flow::{FlowRunner, RunnerConfig};
+use crate::observe::Observer;
 use crate::ownership::Ownership;
 
 /// Settings of a worker.
@@ -24,6 +25,8 @@ use crate::ownership::Ownership;
 pub struct WorkerConfig {
     /// Flow timing and identity (`processor` is also the worker's id in leases).
     pub runner: RunnerConfig,
+    /// Who hears about the worker's events, partitions and actors.
+    pub observer: Observer,
 }
 
 /// A running worker.
@@ -68,7 +71,7 @@ impl Worker {
         let id = config.runner.processor.clone();
         let runner = FlowRunner::new(
             store.clone(),
-            EventSink::new(store.clone(), Arc::clone(&bus)),
+            EventSink::observed(store.clone(), Arc::clone(&bus), config.observer.clone()),
             ClusterConnections::new(store),
             config.runner,
         );

@@ -161,6 +161,7 @@ async fn a_python_client_creates_a_multi_primary_mesh_and_follows_its_events_unt
             heartbeat: Duration::from_millis(500),
             ..RunnerConfig::default()
         },
+        ..WorkerConfig::default()
     };
     let worker = Worker::start(
         config,

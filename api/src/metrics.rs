@@ -10,13 +10,14 @@
 //! - `meshd_http_request_duration_seconds{route,method}`: time to the response head (a
 //!   server-sent event stream counts until its headers are sent).
 //!
-//! The workers feed the rest through a clone of [`crate::ApiState::metrics`] (clones share one
-//! registry); until they do, these series stay at zero:
+//! meshd's worker feeds the rest through a clone of [`crate::ApiState::metrics`] (clones share
+//! one registry; see meshd's `metrics_observer`):
 //! - `meshd_commands_total{kind,outcome}`: [`Metrics::command_handled`], once per command a
 //!   worker takes off the bus;
 //! - `meshd_flows_started_total` and `meshd_flows_finished_total{outcome}`:
 //!   [`Metrics::flow_started`] and [`Metrics::flow_finished`];
-//! - `meshd_actors{kind}`: [`Metrics::set_actors`], the live actors of each kind;
+//! - `meshd_actors{kind}`: [`Metrics::set_actors`], the live actors of each kind (`partition`,
+//!   `mesh`);
 //! - `meshd_partition_lease_owned{partition}`: [`Metrics::set_lease_owned`], 1 while this process
 //!   holds the partition's lease.
 //!
@@ -237,7 +238,7 @@ impl Metrics {
             .inc();
     }
 
-    /// `count` actors of `kind` (`mesh`, `partition-owner`, ...) are alive in this process.
+    /// `count` actors of `kind` (`mesh`, `partition`) are alive in this process.
     pub fn set_actors(&self, kind: &str, count: i64) {
         self.families.actors.with_label_values(&[kind]).set(count);
     }

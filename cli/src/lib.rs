@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod local_token;
 pub mod meshctl;
+pub mod metrics_observer;
 pub mod serve;
 pub mod setup;
 pub mod sim;

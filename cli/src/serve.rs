@@ -9,16 +9,17 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer, middleware};
 use anyhow::Context;
-use mesh_api::{ApiState, BusReadiness, ReadinessProbe, configure};
+use mesh_api::{ApiState, BusReadiness, Metrics, ReadinessProbe, configure};
 
 use mesh_actors::flow::RunnerConfig;
-use mesh_actors::{Worker, WorkerConfig};
+use mesh_actors::{Observer, Worker, WorkerConfig};
 use mesh_bus::Bus;
 use mesh_core::VersionCatalog;
 use mesh_schema::Store;
 
 use crate::config::MeshdConfig;
 use crate::local_token::ensure_local_admin_token;
+use crate::metrics_observer::MetricsObserver;
 use crate::setup::{connect_bus, open_store};
 use crate::sim::SimWorld;
 
@@ -27,6 +28,7 @@ async fn start_worker(
     store: &Store,
     bus: &Arc<dyn Bus>,
     catalog: &VersionCatalog,
+    metrics: &Metrics,
 ) -> anyhow::Result<Worker> {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "meshd".to_owned());
     let config = WorkerConfig {
@@ -34,6 +36,7 @@ async fn start_worker(
             processor: format!("{host}-{}", std::process::id()),
             ..RunnerConfig::default()
         },
+        observer: Observer::new(Arc::new(MetricsObserver::new(metrics.clone()))),
     };
     Worker::start(
         config,
@@ -59,9 +62,11 @@ pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
         }
     };
     let bus = connect_bus(&config).await?;
-    let worker = start_worker(&store, &bus, &catalog).await?;
+    let metrics = Metrics::new();
+    let worker = start_worker(&store, &bus, &catalog, &metrics).await?;
     let state = ApiState {
         body_limit: config.body_limit_bytes,
+        metrics,
         ..ApiState::new(catalog)
     }
     .with_store(store.clone())

@@ -322,6 +322,31 @@ fn the_quickstart_creates_watches_describes_and_deletes_a_multi_primary_mesh() {
     let line = refused(dir, &server, &["services", "demo", "-n", "default", "nope"]);
     assert!(line.contains("app=nope"), "{line}");
 
+    // meshd's /metrics counts what its worker did.
+    let metrics = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::get(format!("{server}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    for expected in [
+        "meshd_commands_total{kind=\"CreateMesh\",outcome=\"accepted\"} 1",
+        "meshd_commands_total{kind=\"ApplyResources\",outcome=\"accepted\"}",
+        "meshd_flows_finished_total{outcome=\"succeeded\"}",
+        "meshd_actors{kind=\"mesh\"} 1",
+        "meshd_actors{kind=\"partition\"}",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in\n{metrics}");
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("meshd_partition_lease_owned{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+
     // Mesh settings with routes of their own: injection per member, the outbound policy.
     let set = ok(
         dir,

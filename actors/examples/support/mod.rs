@@ -63,6 +63,7 @@ pub async fn start(clusters: usize, prefix: &str) -> anyhow::Result<BenchWorld> 
                 backoff: Duration::from_millis(50),
                 ..RunnerConfig::default()
             },
+            ..WorkerConfig::default()
         },
         store.clone(),
         Arc::clone(&bus),

@@ -72,6 +72,22 @@ impl MeshActor {
 
 impl Actor for MeshActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        self.component
+            .runner()
+            .events()
+            .observer()
+            .mesh_actor_started();
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.component
+            .runner()
+            .events()
+            .observer()
+            .mesh_actor_stopped();
+    }
 }
 
 impl Handler<HandleCommand> for MeshActor {

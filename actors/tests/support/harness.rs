@@ -68,6 +68,7 @@ pub async fn setup(clusters: usize, mariadb: bool, nats: bool) -> Setup {
             heartbeat: Duration::from_millis(500),
             ..RunnerConfig::default()
         },
+        ..WorkerConfig::default()
     };
     let worker = Worker::start(
         config,

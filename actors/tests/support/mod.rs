@@ -84,6 +84,7 @@ pub fn spawn_worker(name: &str, store: Store, nats_url: String, root: String) ->
                     attempts: 40,
                     ..RunnerConfig::default()
                 },
+                ..WorkerConfig::default()
             };
             let _worker = Worker::start_with_leases(
                 config,
