@@ -861,3 +861,71 @@ async fn a_worker_lost_right_after_closing_the_upgrade_leaves_its_successor_a_cl
         rejected.reason
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_prometheus_seeing_too_many_errors_rolls_the_upgrade_back_automatically() {
+    use mesh_testkit::prometheus::{Prometheus, prometheus_binary};
+    let binary = match prometheus_binary() {
+        Ok(binary) => binary,
+        Err(reason) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and no prometheus: {reason}")
+        }
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    let setup = setup(2).await;
+    let targets: Vec<(String, String)> = setup
+        .world
+        .clusters()
+        .iter()
+        .map(|c| (c.name().to_owned(), c.dataplane().addr().to_string()))
+        .collect();
+    let mut prometheus = Prometheus::start(&binary, &targets);
+    prometheus.wait_ready().await;
+    create_mesh(&setup, "watched", MeshMode::MultiPrimary).await;
+    let before = snapshot(&setup, "watched").await;
+    let second = setup.world.cluster(1);
+    assert!(second.dataplane().set_error_ratio("shop", "ratings", 0.6));
+    // Prometheus has seen the errors before the upgrade starts.
+    prometheus
+        .eventually(
+            "5xx from ratings in the second cluster",
+            &format!(
+                "sum(increase(istio_requests_total{{reporter=\"destination\",destination_cluster=\"{}\",destination_service_name=\"ratings\",response_code=~\"5..\"}}[3s]))",
+                second.name()
+            ),
+            |value| value.is_some_and(|v| v > 0.0),
+        )
+        .await;
+    let options = CanaryOptions {
+        batch_size: 2,
+        gate_window_seconds: 3,
+        max_error_ratio: 0.05,
+        prometheus_url: Some(prometheus.url()),
+        ..fast()
+    };
+    let event = run_command(
+        &setup,
+        upgrade_command("watched", TO, UpgradeStrategy::Canary, options),
+    )
+    .await;
+    assert_outcome(&setup, "watched", &event, FlowOutcome::RolledBack).await;
+    let Event::FlowFinished(finished) = &event else {
+        unreachable!()
+    };
+    let detail = finished.detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains(second.name())
+            && detail.contains("ratings.shop")
+            && detail.contains("errors"),
+        "{detail}"
+    );
+    assert_eq!(mesh_row(&setup, "watched").await.version, FROM);
+    wait_revisions(&setup, &[OLD_REVISION]).await;
+    let changes = settle_to(&setup, "watched", &before).await;
+    assert!(changes.is_empty(), "{}", changes.join("\n"));
+    drop(prometheus);
+    drop(setup.worker);
+}

@@ -191,6 +191,7 @@ fn command_examples() -> Vec<CommandEnvelope> {
                     max_error_ratio: 0.02,
                     gate_window_seconds: 30,
                     metrics_urls: Default::default(),
+                    prometheus_url: Some("http://prometheus.monitoring:9090".into()),
                 }),
             },
         ),

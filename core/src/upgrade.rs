@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::catalog::{IstioVersion, VersionCatalog};
 use crate::names::NamespaceName;
@@ -255,6 +256,11 @@ pub struct CanaryOptions {
     /// Prometheus `/federate` endpoint or a scrape target); without one, the gate judges by
     /// component health alone.
     pub metrics_urls: BTreeMap<String, String>,
+    /// A Prometheus server (`http://prometheus:9090`) scraping the clusters' Istio metrics; when
+    /// set, the gate asks it for each moved service's 5xx share over the window (by the
+    /// `destination_cluster` label), and `metrics_urls` is not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus_url: Option<String>,
 }
 
 impl Default for CanaryOptions {
@@ -265,6 +271,7 @@ impl Default for CanaryOptions {
             max_error_ratio: 0.05,
             gate_window_seconds: 10,
             metrics_urls: BTreeMap::new(),
+            prometheus_url: None,
         }
     }
 }
@@ -284,6 +291,18 @@ impl CanaryOptions {
         }
         if self.gate_window_seconds > 3600 {
             problems.push("gate window must be at most an hour".to_owned());
+        }
+        let urls = self.metrics_urls.values().chain(self.prometheus_url.iter());
+        for url in urls {
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.len() > 2048
+                || url.chars().any(char::is_whitespace)
+            {
+                problems.push(format!(
+                    "metrics URL {:?} must be an http:// or https:// URL",
+                    url.chars().take(80).collect::<String>()
+                ));
+            }
         }
         problems
     }
@@ -420,6 +439,58 @@ pub fn error_ratios(
             })
         })
         .collect()
+}
+
+/// The PromQL query of a gate: per moved service in `cluster` (`destination_cluster`), the share
+/// of requests answered with 5xx over the last `window_seconds`, as reported by the destination
+/// proxies. Services without errors in the window are absent from the result (no 5xx series).
+pub fn error_ratio_query(
+    cluster: &str,
+    namespaces: &BTreeSet<String>,
+    window_seconds: u64,
+) -> String {
+    let namespaces: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+    let selector = format!(
+        "reporter=\"destination\",destination_cluster=\"{cluster}\",destination_service_namespace=~\"{}\"",
+        namespaces.join("|")
+    );
+    let window = window_seconds.max(1);
+    let by = "destination_service_name, destination_service_namespace";
+    format!(
+        "sum by ({by}) (increase(istio_requests_total{{{selector},response_code=~\"5..\"}}[{window}s])) \
+         / sum by ({by}) (increase(istio_requests_total{{{selector}}}[{window}s]))"
+    )
+}
+
+/// The error ratios (`service.namespace` → share) of a Prometheus `/api/v1/query` answer to
+/// [`error_ratio_query`].
+pub fn error_ratios_from_prometheus(answer: &Value) -> Result<BTreeMap<String, f64>, String> {
+    if answer["status"] != "success" {
+        return Err(format!(
+            "Prometheus answered {}: {}",
+            answer["status"],
+            answer["error"].as_str().unwrap_or("no error text")
+        ));
+    }
+    let mut ratios = BTreeMap::new();
+    for sample in answer["data"]["result"].as_array().into_iter().flatten() {
+        let metric = &sample["metric"];
+        let (Some(service), Some(namespace)) = (
+            metric["destination_service_name"].as_str(),
+            metric["destination_service_namespace"].as_str(),
+        ) else {
+            continue;
+        };
+        let Some(ratio) = sample["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+        else {
+            continue;
+        };
+        ratios.insert(format!("{service}.{namespace}"), ratio.clamp(0.0, 1.0));
+    }
+    Ok(ratios)
 }
 
 /// What a pre-check saw in one cluster.
@@ -723,5 +794,46 @@ mod tests {
             serde_json::from_str(r#"{"batchSize": 2}"#).expect("partial options decode");
         assert_eq!(parsed.batch_size, 2);
         assert_eq!(parsed.max_error_ratio, 0.05);
+    }
+
+    #[test]
+    fn the_prometheus_gate_asks_for_5xx_shares_of_the_moved_services_in_one_cluster() {
+        let namespaces: BTreeSet<String> = ["shop".to_owned(), "web".to_owned()].into();
+        let query = error_ratio_query("cluster-2", &namespaces, 30);
+        for part in [
+            "destination_cluster=\"cluster-2\"",
+            "destination_service_namespace=~\"shop|web\"",
+            "reporter=\"destination\"",
+            "response_code=~\"5..\"",
+            "[30s]",
+        ] {
+            assert!(query.contains(part), "{part} in {query}");
+        }
+        let answer = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"destination_service_name": "ratings", "destination_service_namespace": "shop"},
+             "value": [1700000000.0, "0.61"]},
+            {"metric": {"destination_service_name": "reviews", "destination_service_namespace": "shop"},
+             "value": [1700000000.0, "NaN"]},
+        ]}});
+        let ratios = error_ratios_from_prometheus(&answer).expect("parsed");
+        assert_eq!(
+            ratios.len(),
+            1,
+            "NaN (no traffic) is no reading: {ratios:?}"
+        );
+        assert!((ratios["ratings.shop"] - 0.61).abs() < 1e-9);
+        let failed = serde_json::json!({"status": "error", "error": "parse error"});
+        assert!(
+            error_ratios_from_prometheus(&failed)
+                .expect_err("refused")
+                .contains("parse error")
+        );
+        let mut options = CanaryOptions {
+            prometheus_url: Some("ftp://x".into()),
+            ..CanaryOptions::default()
+        };
+        assert_eq!(options.problems().len(), 1);
+        options.prometheus_url = Some("http://127.0.0.1:9090".into());
+        assert!(options.problems().is_empty());
     }
 }

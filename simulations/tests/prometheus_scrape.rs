@@ -11,17 +11,11 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mesh_sim::World;
-use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use mesh_testkit::prometheus::{PATIENCE, Prometheus, prometheus_binary};
 
-/// Environment variable naming the `prometheus` binary to run.
-const BIN_ENV: &str = "MESH_PROMETHEUS_BIN";
 const NAMESPACE: &str = "bookinfo";
 /// Requests per second to productpage in every cluster.
 const RATE: f64 = 50.0;
@@ -29,8 +23,6 @@ const RATE: f64 = 50.0;
 /// checked within 10% and 0.03: right after a change the 5s rate window still mixes old and
 /// new samples, so the test polls until the window has caught up.
 const ERROR_RATIO: f64 = 0.3;
-/// Long enough for Prometheus to start, scrape a few times and let a 5s rate window fill.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The Istio standard labels every `istio_requests_total` series carries.
 const STANDARD_LABELS: &[&str] = &[
@@ -59,173 +51,6 @@ const STANDARD_LABELS: &[&str] = &[
     "response_flags",
     "connection_security_policy",
 ];
-
-/// The prometheus binary; the reason when there is none.
-fn prometheus_binary() -> Result<PathBuf, String> {
-    let binary = std::env::var_os(BIN_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("prometheus"));
-    match Command::new(&binary).arg("--version").output() {
-        Ok(output) if output.status.success() => Ok(binary),
-        Ok(output) => Err(format!(
-            "`{} --version` failed: {}",
-            binary.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )),
-        Err(error) => Err(format!(
-            "{} cannot be run ({error}); install it with `apt-get install prometheus` \
-             or set {BIN_ENV}",
-            binary.display()
-        )),
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Prometheus process with its own configuration and storage, killed on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    /// Starts Prometheus scraping each `(cluster, host:port)` target every second.
-    fn start(binary: &Path, targets: &[(String, String)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = String::from(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: mesh-sim\n    metrics_path: /metrics\n    static_configs:\n",
-        );
-        for (cluster, target) in targets {
-            config.push_str(&format!(
-                "      - targets: ['{target}']\n        labels:\n          sim_cluster: '{cluster}'\n"
-            ));
-        }
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let port = free_port();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Self { child, port, dir }
-    }
-
-    fn log(&self) -> String {
-        let log =
-            std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// `GET <path>` on Prometheus's HTTP API: the status code and the body.
-    async fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
-        // HTTP/1.0: the body comes unchunked and ends with the connection.
-        let request = format!(
-            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
-            self.port
-        );
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        let response = String::from_utf8_lossy(&response);
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        Ok((status, body.to_owned()))
-    }
-
-    /// Waits until Prometheus says it is ready to serve queries.
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("prometheus exited with {status}:\n{}", self.log());
-            }
-            if let Ok((200, _)) = self.get("/-/ready").await {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus was not ready in time:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// The `data.result` of an instant query.
-    async fn query(&self, promql: &str) -> Vec<Value> {
-        let encoded: String = form_urlencoded::byte_serialize(promql.as_bytes()).collect();
-        let (status, body) = self
-            .get(&format!("/api/v1/query?query={encoded}"))
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "{promql}: {body}");
-        let response: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(response["status"], "success", "{promql}: {body}");
-        response["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// The value of a query that yields one sample, if it does.
-    async fn scalar(&self, promql: &str) -> Option<f64> {
-        let result = self.query(promql).await;
-        let sample = result.first()?;
-        sample["value"][1].as_str()?.parse().ok()
-    }
-
-    /// Polls `promql` until `accept` holds for its value; the last value seen on timeout.
-    async fn eventually(
-        &self,
-        what: &str,
-        promql: &str,
-        accept: impl Fn(Option<f64>) -> bool,
-    ) -> Option<f64> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let value = self.scalar(promql).await;
-            if accept(value) {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: `{promql}` is still {value:?}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `rate(istio_requests_total{…}[5s])` summed, as seen by the destination's proxy.
 fn requests_rate(selector: &str) -> String {

@@ -5,8 +5,10 @@
 //!   private `nats-server` process started for the test and stopped when it is dropped.
 //! - [`mariadb`]: a throwaway MariaDB/MySQL database per test on the server named by
 //!   `MESH_TEST_MYSQL_URL`, dropped when the handle is dropped.
+//! - [`prometheus`]: a Prometheus server scraping given targets, stopped when dropped.
 //!
 //! With `CI=true` a missing service is a test failure, never a silent skip.
 
 pub mod mariadb;
 pub mod nats;
+pub mod prometheus;

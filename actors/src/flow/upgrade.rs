@@ -780,6 +780,30 @@ impl TaskContext<'_> {
             .map_err(|e| e.to_string())
     }
 
+    /// The moved services' error ratios in `cluster` over the last `window_seconds`, from a
+    /// Prometheus server's query API.
+    async fn query_error_ratios(
+        &self,
+        prometheus: &str,
+        cluster: &ClusterName,
+        namespaces: &BTreeSet<String>,
+        window_seconds: u64,
+    ) -> Result<std::collections::BTreeMap<String, f64>, String> {
+        let query = rules::error_ratio_query(cluster.as_str(), namespaces, window_seconds);
+        let url = format!("{}/api/v1/query", prometheus.trim_end_matches('/'));
+        let answer: Value = reqwest::Client::new()
+            .get(&url)
+            .query(&[("query", query.as_str())])
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| format!("the answer is not Prometheus JSON: {e}"))?;
+        rules::error_ratios_from_prometheus(&answer)
+    }
+
     async fn health_gate(
         &self,
         upgrade: &UpgradeState,
@@ -797,8 +821,20 @@ impl TaskContext<'_> {
             revision: revision.clone(),
             ..GateReading::default()
         };
-        match metrics_url.filter(|_| !watched.is_empty()) {
-            Some(url) => {
+        let prometheus = options
+            .prometheus_url
+            .as_deref()
+            .filter(|_| !watched.is_empty());
+        match (prometheus, metrics_url.filter(|_| !watched.is_empty())) {
+            (Some(prometheus), _) => {
+                // Let the moved workloads' traffic fill the window, then ask for its 5xx share.
+                tokio::time::sleep(window).await;
+                reading.error_ratios = self
+                    .query_error_ratios(prometheus, cluster, &watched, options.gate_window_seconds)
+                    .await
+                    .map_err(|e| stopped(cluster, format!("Prometheus at {prometheus}: {e}")))?;
+            }
+            (None, Some(url)) => {
                 let before = self
                     .fetch_metrics(url)
                     .await
@@ -813,7 +849,7 @@ impl TaskContext<'_> {
                     &rules::request_counts(&after, &watched),
                 );
             }
-            None => tokio::time::sleep(window.min(Duration::from_secs(2))).await,
+            (None, None) => tokio::time::sleep(window.min(Duration::from_secs(2))).await,
         }
         let connection = self.connections.get(cluster.as_str()).await?;
         match connection.ops.get(&revision_ref(&revision)).await? {

@@ -51,6 +51,11 @@ pub struct UpgradeBody {
     /// Per cluster, a URL serving Istio standard metrics in the Prometheus text format.
     #[serde(default)]
     pub metrics_urls: BTreeMap<String, String>,
+    /// A Prometheus server scraping the clusters' Istio metrics (`http://prometheus:9090`): the
+    /// gates ask it for the moved services' 5xx share by `destination_cluster`.
+    #[serde(default)]
+    #[schema(example = "http://prometheus.monitoring:9090")]
+    pub prometheus_url: Option<String>,
 }
 
 /// Body of `POST /meshes/{mesh}/canary`.
@@ -82,6 +87,12 @@ fn upgrade_command(body: &UpgradeBody) -> Result<UpgradeMesh, ApiError> {
             .gate_window_seconds
             .unwrap_or(defaults.gate_window_seconds),
         metrics_urls: body.metrics_urls.clone(),
+        prometheus_url: body
+            .prometheus_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned),
     };
     let problems = options.problems();
     if !problems.is_empty() {

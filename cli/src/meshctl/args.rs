@@ -238,6 +238,12 @@ pub enum MeshCommand {
         /// Highest 5xx share (0-1) a moved service may answer with (canary).
         #[arg(long)]
         max_error_ratio: Option<f64>,
+        /// A Prometheus server scraping the clusters' Istio metrics, for the health gates.
+        #[arg(long)]
+        prometheus_url: Option<String>,
+        /// How long each health gate watches the moved services, in seconds (canary).
+        #[arg(long)]
+        gate_window_seconds: Option<u64>,
         /// Waiting.
         #[command(flatten)]
         wait: WaitArgs,

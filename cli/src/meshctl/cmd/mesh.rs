@@ -67,6 +67,8 @@ pub async fn run(client: &ApiClient, format: Format, command: MeshCommand) -> Re
             batch_size,
             pause_seconds,
             max_error_ratio,
+            prometheus_url,
+            gate_window_seconds,
             wait,
         } => {
             let path = mesh_path(&name);
@@ -83,6 +85,12 @@ pub async fn run(client: &ApiClient, format: Format, command: MeshCommand) -> Re
             }
             if let Some(ratio) = max_error_ratio {
                 body["maxErrorRatio"] = json!(ratio);
+            }
+            if let Some(url) = prometheus_url {
+                body["prometheusUrl"] = json!(url);
+            }
+            if let Some(window) = gate_window_seconds {
+                body["gateWindowSeconds"] = json!(window);
             }
             let done = if strategy == "canary" {
                 "is in canary (confirm or roll back with `meshctl mesh canary`)"
