@@ -149,13 +149,26 @@ impl Ownership {
                 if let Some(lease) = self.leases.claim(partition, &self.worker_id).await? {
                     self.take(lease).await?;
                 }
+                self.renew_older_than(self.leases.ttl() / 3).await;
             }
         }
         Ok(())
     }
 
     async fn renew_all(&mut self) {
-        let partitions: Vec<u32> = self.owned.keys().copied().collect();
+        self.renew_older_than(Duration::ZERO).await;
+    }
+
+    /// Renews the leases last renewed at least `age` ago. Taking partitions one after another can
+    /// outlast a lease (each take opens a consumer and reads the unfinished flows), so the claim
+    /// loop renews what is due between takes instead of letting early leases lapse.
+    async fn renew_older_than(&mut self, age: Duration) {
+        let partitions: Vec<u32> = self
+            .owned
+            .iter()
+            .filter(|(_, owned)| owned.renewed_at.elapsed() >= age)
+            .map(|(partition, _)| *partition)
+            .collect();
         for partition in partitions {
             let Some(current) = self.owned.get(&partition).map(|o| o.lease.clone()) else {
                 continue;
