@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
 const MESHCTL: &str = env!("CARGO_BIN_EXE_meshctl");
@@ -66,21 +66,28 @@ fn start_meshd(dir: &Path) -> (Running, String, PathBuf) {
     (running, format!("http://{listen}"), log)
 }
 
-/// Runs meshctl in `dir` against `server` and returns its output (at most 60 s).
+/// Runs meshctl in `dir` against `server` and returns its output (at most 60 s). Its output is
+/// read while it runs, so a long one (a completion script) cannot fill the pipe and stall it.
 fn meshctl(dir: &Path, server: &str, args: &[&str]) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut child = clean(MESHCTL, dir)
+    let child = clean(MESHCTL, dir)
         .env("MESHCTL_SERVER", server)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "meshctl {args:?} did not exit");
-        std::thread::sleep(Duration::from_millis(20));
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("meshctl {args:?} did not exit");
+        }
     }
-    child.wait_with_output().unwrap()
 }
 
 fn stdout(output: &Output) -> String {
