@@ -1,7 +1,8 @@
 //! Service governance end to end: the Istio bookinfo networking samples applied to a
 //! multi-primary mesh land identically in every primary, unchanged objects cost no write, a
 //! cluster refusing writes rolls the whole change back, broken bodies and stale generations are
-//! refused with nothing written.
+//! refused with nothing written, a cluster's own objects stay in that cluster, and an edit or a
+//! deletion made with `kubectl` in one cluster is reported and repaired.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -385,6 +386,96 @@ async fn next_drift(
         .expect("drift is reported within a minute")
 }
 
+/// Edits made directly in a cluster, as an operator would: with `kubectl` when it is installed
+/// (required under `CI=true`), else through the kube client with another field manager.
+struct ByHand {
+    kubeconfig: Option<(tempfile::TempDir, std::path::PathBuf)>,
+    api: kube::Api<kube::api::DynamicObject>,
+}
+
+impl ByHand {
+    async fn new(cluster: &mesh_sim::SimCluster) -> Self {
+        let kubectl = std::process::Command::new("kubectl")
+            .args(["version", "--client"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            kubectl || std::env::var("CI").as_deref() != Ok("true"),
+            "kubectl is required under CI=true (apt-get install kubernetes-client)"
+        );
+        let kubeconfig = kubectl.then(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("kubeconfig");
+            std::fs::write(&path, cluster.kubeconfig_yaml()).unwrap();
+            (dir, path)
+        });
+        let resource = kube::discovery::ApiResource {
+            group: "networking.istio.io".into(),
+            version: "v1".into(),
+            api_version: "networking.istio.io/v1".into(),
+            kind: "VirtualService".into(),
+            plural: "virtualservices".into(),
+        };
+        let api = kube::Api::namespaced_with(cluster.client().await.unwrap(), "default", &resource);
+        Self { kubeconfig, api }
+    }
+
+    async fn kubectl(&self, args: &[&str]) -> bool {
+        let Some((_, path)) = &self.kubeconfig else {
+            return false;
+        };
+        let mut command = std::process::Command::new("kubectl");
+        command
+            .arg("--kubeconfig")
+            .arg(path)
+            .args(["-n", "default"])
+            .args(args);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        true
+    }
+
+    async fn patch_reviews(&self, patch: &Value) {
+        let text = patch.to_string();
+        if !self
+            .kubectl(&[
+                "patch",
+                "virtualservice",
+                "reviews",
+                "--type",
+                "merge",
+                "-p",
+                &text,
+            ])
+            .await
+        {
+            self.api
+                .patch(
+                    "reviews",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(patch),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn delete_reviews(&self) {
+        if !self.kubectl(&["delete", "virtualservice", "reviews"]).await {
+            self.api
+                .delete("reviews", &kube::api::DeleteParams::default())
+                .await
+                .unwrap();
+        }
+    }
+}
+
 #[actix_rt::test]
 async fn an_edit_or_deletion_made_in_a_cluster_is_reported_and_repaired() {
     let setup = setup(2, false, false).await;
@@ -406,26 +497,11 @@ async fn an_edit_or_deletion_made_in_a_cluster_is_reported_and_repaired() {
         .await
         .unwrap();
 
-    // Someone edits the route in the second cluster by hand (another field manager).
+    // Someone edits the route in the second cluster by hand, with kubectl.
     let cluster = setup.world.cluster(1);
-    let client = cluster.client().await.unwrap();
-    let resource = kube::discovery::ApiResource {
-        group: "networking.istio.io".into(),
-        version: "v1".into(),
-        api_version: "networking.istio.io/v1".into(),
-        kind: "VirtualService".into(),
-        plural: "virtualservices".into(),
-    };
-    let api: kube::Api<kube::api::DynamicObject> =
-        kube::Api::namespaced_with(client, "default", &resource);
+    let by_hand = ByHand::new(cluster).await;
     let patch = json!({"spec": {"http": [{"route": [{"destination": {"host": "reviews", "subset": "v3"}}]}]}});
-    api.patch(
-        "reviews",
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(&patch),
-    )
-    .await
-    .unwrap();
+    by_hand.patch_reviews(&patch).await;
     let drift = next_drift(&mut events).await;
     assert_eq!(drift.cluster.as_str(), cluster.name());
     assert_eq!(drift.resource.name, "reviews");
@@ -446,9 +522,7 @@ async fn an_edit_or_deletion_made_in_a_cluster_is_reported_and_repaired() {
     .await;
 
     // And a deletion.
-    api.delete("reviews", &kube::api::DeleteParams::default())
-        .await
-        .unwrap();
+    by_hand.delete_reviews().await;
     let drift = next_drift(&mut events).await;
     assert_eq!(drift.drift, "deleted");
     eventually("the deleted route is back", async || {
