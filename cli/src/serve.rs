@@ -23,6 +23,9 @@ use crate::metrics_observer::MetricsObserver;
 use crate::setup::{connect_bus, open_store};
 use crate::sim::SimWorld;
 
+/// Seconds HTTP requests in flight get to finish after SIGINT/SIGTERM.
+const HTTP_SHUTDOWN_SECONDS: u64 = 3;
+
 /// Starts the actors that carry out commands, named after this host and process.
 async fn start_worker(
     store: &Store,
@@ -79,6 +82,9 @@ pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
             .wrap(middleware::Logger::new("%r %s %Dms").log_target("meshd::http"))
             .configure(configure(state.clone()))
     })
+    // Requests in flight get this long after SIGTERM; open event streams (which never end on
+    // their own) are then cut, so meshd stops in seconds, not after actix's default 30 s.
+    .shutdown_timeout(HTTP_SHUTDOWN_SECONDS)
     .bind(&config.listen)
     .with_context(|| {
         format!(
