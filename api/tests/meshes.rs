@@ -404,6 +404,127 @@ async fn deleting_a_mesh_publishes_delete_mesh(h: Harness) {
     assert_eq!(delivery.envelope().principal, "user:ops-admin");
 }
 
+async fn resource_and_setting_routes_refuse_bad_input_with_nothing_published(h: Harness) {
+    h.seed_mesh("acme", "shop", &["a1"]).await;
+    let app = app(h.state()).await;
+    let post_text = |uri: &str, content_type: &str, body: String| {
+        with_token(
+            TestRequest::post()
+                .uri(uri)
+                .insert_header(("content-type", content_type.to_owned()))
+                .set_payload(body),
+            &h.acme_editor,
+        )
+    };
+    let resources = format!("{MESHES}/shop/resources");
+    let huge = format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: big}}\nspec:\n  hosts: [\"{}\"]\n",
+        "a".repeat(5 * 1024 * 1024)
+    );
+    let cases: Vec<(TestRequest, u16, &str)> = vec![
+        (post_text(&resources, "application/yaml", huge), 413, "exceeds the limit"),
+        (
+            post_text(&resources, "application/yaml", "kind: [unclosed".into()),
+            400,
+            "",
+        ),
+        (
+            post_text(
+                &resources,
+                "application/yaml",
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: Bad_Name}\nspec: {hosts: [a]}\n".into(),
+            ),
+            400,
+            "metadata.name",
+        ),
+        (
+            post_text(
+                &resources,
+                "application/yaml",
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: w}\nspec:\n  hosts: [a]\n  http:\n  - route:\n    - {destination: {host: a}, weight: -5}\n".into(),
+            ),
+            422,
+            "spec.http[0].route[0].weight",
+        ),
+        (
+            post_text(&format!("{resources}?cluster=elsewhere"), "application/yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: w}\nspec: {hosts: [a]}\n".into()),
+            404,
+            "cluster elsewhere not found",
+        ),
+        (
+            post_text(&format!("{resources}?delete=true"), "application/yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: never}\nspec: {hosts: [a]}\n".into()),
+            404,
+            "VirtualService default/never",
+        ),
+        (
+            post_text(
+                &format!("{MESHES}/shop/autoinjectionnamespaces"),
+                "application/json",
+                json!({"cluster": "a1", "namespaces": ["kube-system"]}).to_string(),
+            ),
+            400,
+            "reserved",
+        ),
+        (
+            post_text(
+                &format!("{MESHES}/shop/autoinjectionnamespaces"),
+                "application/json",
+                json!({"cluster": "a1", "namespaces": ["Not_A_Label"]}).to_string(),
+            ),
+            400,
+            "namespaces[0]",
+        ),
+        (
+            post_text(
+                &format!("{MESHES}/shop/autoinjectionnamespaces"),
+                "application/json",
+                json!({"cluster": "z9", "namespaces": ["web"]}).to_string(),
+            ),
+            422,
+            "not a member",
+        ),
+        (
+            post_text(
+                &format!("{MESHES}/shop/outbound-traffic"),
+                "application/json",
+                json!({"outboundTrafficPolicy": "SOMETIMES"}).to_string(),
+            ),
+            400,
+            "unknown variant",
+        ),
+        (
+            with_token(
+                TestRequest::get().uri(&format!("{MESHES}/shop/namespaces/Bad_Ns/microservices")),
+                &h.acme_editor,
+            ),
+            400,
+            "",
+        ),
+    ];
+    for (request, status, text) in cases {
+        let (got, body) = call(&app, request).await;
+        assert_eq!(got, status, "{body}");
+        assert!(
+            body["err"].as_str().unwrap().contains(text),
+            "{text:?} in {body}"
+        );
+    }
+    assert_eq!(h.pending_commands(), 0, "nothing was published");
+
+    // The settings read back from the stored configuration.
+    let get = |uri: String| with_token(TestRequest::get().uri(&uri), &h.acme_editor);
+    let (status, body) = call(&app, get(format!("{MESHES}/shop/outbound-traffic"))).await;
+    assert_eq!(
+        (status, &body["data"]),
+        (200, &json!({"outboundTrafficPolicy": "ALLOW_ANY"}))
+    );
+    let (status, body) = call(&app, get(format!("{MESHES}/shop/autoinjectionnamespaces"))).await;
+    assert_eq!(
+        (status, &body["data"]),
+        (200, &json!({"autoInjectionNamespaces": {"a1": []}}))
+    );
+}
+
 on_every_backend!(
     creating_a_mesh_publishes_create_mesh_and_answers_202,
     a_bad_mesh_is_refused_with_every_problem_and_its_path,
@@ -415,4 +536,5 @@ on_every_backend!(
     sampling_is_bounded_and_typed,
     a_mesh_reads_with_config_phases_load_balancers_and_generation,
     deleting_a_mesh_publishes_delete_mesh,
+    resource_and_setting_routes_refuse_bad_input_with_nothing_published,
 );
