@@ -16,6 +16,7 @@ use actix::prelude::*;
 use mesh_bus::lease::{Lease, Leases};
 use mesh_bus::{Bus, partition_of};
 use mesh_core::{MeshName, TenantId, VersionCatalog};
+use mesh_schema::models::FlowRecord;
 
 use crate::error::ActorError;
 use crate::flow::FlowRunner;
@@ -137,6 +138,8 @@ impl Ownership {
             }
         }
         if self.owned.len() < share {
+            // The unfinished flows, read once for every partition taken in this round.
+            let mut unfinished: Option<Vec<FlowRecord>> = None;
             let offset = start_offset(&self.worker_id, total);
             for step in 0..total {
                 if self.owned.len() >= share {
@@ -147,7 +150,7 @@ impl Ownership {
                     continue;
                 }
                 if let Some(lease) = self.leases.claim(partition, &self.worker_id).await? {
-                    self.take(lease).await?;
+                    self.take(lease, &mut unfinished).await?;
                 }
                 self.renew_older_than(self.leases.ttl() / 3).await;
             }
@@ -211,7 +214,13 @@ impl Ownership {
         }
     }
 
-    async fn take(&mut self, lease: Lease) -> Result<(), ActorError> {
+    /// Serves `partition` of `lease` with fresh actors and resumes its unfinished flows, read
+    /// from the database on the first take of a round (`unfinished` keeps them for the rest).
+    async fn take(
+        &mut self,
+        lease: Lease,
+        unfinished: &mut Option<Vec<FlowRecord>>,
+    ) -> Result<(), ActorError> {
         let partition = lease.partition;
         let epoch = i64::try_from(lease.epoch).unwrap_or(i64::MAX);
         let runner = self.runner.for_partition(epoch);
@@ -229,8 +238,14 @@ impl Ownership {
         });
         tracing::info!(worker = %self.worker_id, partition, epoch, "took partition");
         // Every unfinished flow of this partition belonged to a previous owner: resume it now.
-        let far_future = chrono::Utc::now().naive_utc() + chrono::Duration::days(1);
-        for flow in runner.store().list_orphaned_flows(far_future).await? {
+        let flows = match unfinished {
+            Some(flows) => flows,
+            None => {
+                let far_future = chrono::Utc::now().naive_utc() + chrono::Duration::days(1);
+                unfinished.insert(runner.store().list_orphaned_flows(far_future).await?)
+            }
+        };
+        for flow in flows.iter().cloned() {
             let (Ok(tenant), Ok(mesh)) = (
                 TenantId::new(flow.tenant_id.clone()),
                 MeshName::new(flow.mesh_name.clone()),
