@@ -289,12 +289,21 @@ pub async fn track(
         .match_pattern()
         .filter(|pattern| !pattern.is_empty())
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    let result = next.call(request).await;
+    // One span per request, named by its route pattern (never by what the caller sent), so a
+    // configured trace exporter shows each request with the command and flow spans under it.
+    let span = tracing::info_span!(
+        "http.request",
+        http.method = %method,
+        http.route = %route,
+        http.status_code = tracing::field::Empty,
+    );
+    let result = tracing::Instrument::instrument(next.call(request), span.clone()).await;
+    let status = match &result {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.as_response_error().status_code().as_u16(),
+    };
+    span.record("http.status_code", status);
     if let Some(metrics) = metrics {
-        let status = match &result {
-            Ok(response) => response.status().as_u16(),
-            Err(error) => error.as_response_error().status_code().as_u16(),
-        };
         metrics.http_request(&route, &method, status, started.elapsed().as_secs_f64());
     }
     result

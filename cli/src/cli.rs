@@ -40,6 +40,9 @@ pub struct GlobalArgs {
     /// Log format: text or json [default: text].
     #[arg(long, global = true)]
     pub log_format: Option<String>,
+    /// Export traces to this OTLP/HTTP collector (e.g. http://127.0.0.1:4318) [default: none].
+    #[arg(long, global = true)]
+    pub otlp_endpoint: Option<String>,
     /// All-in-one only: start N simulated clusters in process (sim-1 … sim-N) and register them
     /// (also MESHD_SIM_CLUSTERS) [default: 0].
     #[arg(long, value_name = "N")]

@@ -46,6 +46,8 @@ pub struct MeshdConfig {
     pub body_limit_bytes: usize,
     /// `text` or `json`.
     pub log_format: String,
+    /// OTLP/HTTP collector (`http://collector:4318`) meshd exports its traces to; none: no export.
+    pub otlp_endpoint: Option<String>,
     /// Bus settings.
     pub bus: BusSettings,
     /// Version catalog override.
@@ -87,6 +89,7 @@ impl Default for MeshdConfig {
             database_pool_size: 16,
             body_limit_bytes: 1024 * 1024,
             log_format: "text".to_owned(),
+            otlp_endpoint: None,
             bus: BusSettings {
                 root: "mesh".to_owned(),
                 partitions: 32,
@@ -111,6 +114,8 @@ struct FlagOverrides {
     listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otlp_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sim_clusters: Option<usize>,
 }
@@ -140,6 +145,7 @@ impl MeshdConfig {
                 secret_key_file: args.secret_key_file.clone(),
                 listen: args.listen.clone(),
                 log_format: args.log_format.clone(),
+                otlp_endpoint: args.otlp_endpoint.clone(),
                 sim_clusters: args.sim_clusters,
             }));
         let config: Self = figment.extract().map_err(|e| {
@@ -156,6 +162,14 @@ impl MeshdConfig {
             "invalid log format {:?}: use text or json",
             self.log_format
         );
+        if let Some(endpoint) = &self.otlp_endpoint {
+            anyhow::ensure!(
+                (endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                    && !endpoint.chars().any(char::is_whitespace),
+                "invalid OTLP endpoint {:?}: use the collector's http:// or https:// URL (e.g. http://127.0.0.1:4318); set --otlp-endpoint / MESHD_OTLP_ENDPOINT",
+                endpoint.chars().take(80).collect::<String>()
+            );
+        }
         anyhow::ensure!(
             (1..=1024).contains(&self.bus.partitions),
             "bus partitions must be between 1 and 1024, got {}",

@@ -12,6 +12,8 @@
 //! - [`local_token`]: the admin token written to `meshd.token` on a first start of the embedded
 //!   default.
 //! - [`sim`]: simulated clusters started and registered by `meshd --sim-clusters N`.
+//! - [`telemetry`]: logs (text or JSON) and, when configured, trace export over OTLP/HTTP.
+//! - [`metrics_observer`]: the worker's reports turned into meshd's `/metrics` series.
 //! - [`meshctl`]: the `meshctl` client — commands, HTTP client, event stream, output, progress.
 //!
 //! With no configuration at all meshd runs on embedded defaults: a SQLite file and a key file in
@@ -25,5 +27,6 @@ pub mod metrics_observer;
 pub mod serve;
 pub mod setup;
 pub mod sim;
+pub mod telemetry;
 pub mod worker_role;
 pub mod workers_status;

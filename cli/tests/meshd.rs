@@ -157,7 +157,7 @@ fn a_second_start_reuses_the_database_and_key() {
 #[test]
 fn bad_settings_fail_with_one_line_saying_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["--database-url", "postgres://u:hunter2@h/db"],
             "unsupported scheme",
@@ -185,6 +185,7 @@ fn bad_settings_fail_with_one_line_saying_what_to_fix() {
             "cannot reach NATS",
         ),
         (&["--log-format", "xml"], "text or json"),
+        (&["--otlp-endpoint", "collector:4318"], "--otlp-endpoint"),
     ];
     for (args, expected) in cases {
         let line = error_line(&run_to_end(dir.path(), args));
@@ -313,4 +314,93 @@ fn meshd_sim_writes_a_kubeconfig_per_cluster_that_answers() {
     assert_eq!(files.len(), 2, "one kubeconfig per cluster");
     let first = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
     assert!(first.contains("token:"), "token auth in {first}");
+}
+
+/// A minimal OTLP/HTTP collector: answers every POST with 200 and hands its body over.
+fn start_collector() -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sender, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        if header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let path = request_line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("")
+                        .to_owned();
+                    let _ = sender.send((path, String::from_utf8_lossy(&body).into_owned()));
+                    let stream = reader.get_mut();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+                    );
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+#[test]
+fn traces_go_to_the_configured_otlp_collector() {
+    let (collector, received) = start_collector();
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://127.0.0.1:{collector}");
+    let (mut running, port) = start(dir.path(), &["--otlp-endpoint", &endpoint]);
+    let (status, _) = http_get(port, "/apis/v1/mesh/config/istioversions");
+    assert_eq!(status, 200);
+    let (status, _) = http_get(port, "/apis/v1/mesh/meshes/nope");
+    assert_eq!(status, 401);
+    // SIGTERM: meshd flushes its spans on the way out.
+    let pid = running.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "meshd did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut exported = String::new();
+    while let Ok((path, body)) = received.recv_timeout(Duration::from_secs(5)) {
+        assert_eq!(path, "/v1/traces");
+        exported.push_str(&body);
+        if exported.contains("/apis/v1/mesh/config/istioversions")
+            && exported.contains("/apis/v1/mesh/meshes/{mesh}")
+        {
+            break;
+        }
+    }
+    for expected in [
+        "resourceSpans",
+        "\"service.name\"",
+        "\"meshd\"",
+        "http.request",
+        "/apis/v1/mesh/config/istioversions",
+        "/apis/v1/mesh/meshes/{mesh}",
+    ] {
+        assert!(exported.contains(expected), "{expected} in {exported}");
+    }
 }

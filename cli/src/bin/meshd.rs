@@ -7,23 +7,11 @@ use mesh_cli::cli::{Cli, Command, TokenAction};
 use mesh_cli::config::MeshdConfig;
 use mesh_cli::serve::run_all_in_one;
 use mesh_schema::SecretKey;
-use tracing_subscriber::EnvFilter;
-
-fn init_logging(format: &str) {
-    let filter = EnvFilter::try_from_env("MESHD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = MeshdConfig::load(&cli.global)?;
-    init_logging(&config.log_format);
+    let _telemetry =
+        mesh_cli::telemetry::init(&config.log_format, config.otlp_endpoint.as_deref())?;
     match cli.command.unwrap_or(Command::AllInOne) {
         Command::AllInOne => run_all_in_one(config).await,
         Command::Worker {
