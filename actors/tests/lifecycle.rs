@@ -583,33 +583,19 @@ async fn a_worker_killed_mid_install_is_replaced_and_the_install_converges_once(
 #[actix_rt::test]
 async fn injection_namespaces_and_the_outbound_policy_are_set_by_their_own_commands() {
     use mesh_bus::command::{SetAutoInjection, SetOutboundTraffic};
-    use mesh_clusters::{ClusterOps, ObjectRef};
+    use mesh_clusters::ObjectRef;
     use mesh_core::NamespaceName;
     use mesh_core::spec::OutboundTrafficPolicy;
 
     let setup = setup(2, false, false).await;
+    install_multi_primary(&setup, "tuned").await;
     let names: Vec<String> = setup
         .world
         .clusters()
         .iter()
         .map(|c| c.name().to_owned())
         .collect();
-    let members: Vec<(&str, ClusterRole)> = names
-        .iter()
-        .map(|n| (n.as_str(), ClusterRole::Master))
-        .collect();
-    assert_succeeded(
-        &run_command(
-            &setup,
-            create_command("tuned", MeshMode::MultiPrimary, &members),
-        )
-        .await,
-    );
-    let world = &setup.world;
-    let ops = |index: usize| async move {
-        let cluster = world.cluster(index);
-        ClusterOps::new(cluster.name(), cluster.client().await.unwrap())
-    };
+    let ops = |index: usize| cluster_ops(&setup.world, index);
     let get = |kind: &str, api_version: &str, namespace: Option<&str>, name: &str| ObjectRef {
         api_version: api_version.into(),
         kind: kind.into(),

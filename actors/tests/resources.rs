@@ -11,9 +11,9 @@ mod support;
 use mesh_bus::command::{ApplyResources, ResourceChange, ResourceOp};
 use mesh_bus::event::FlowOutcome;
 use mesh_bus::{CommandEnvelope, Event};
-use mesh_clusters::{ClusterOps, ObjectRef};
+use mesh_clusters::ObjectRef;
+use mesh_core::MeshName;
 use mesh_core::resources::parse_documents;
-use mesh_core::{ClusterRole, MeshMode, MeshName};
 use mesh_sim::World;
 use serde_json::{Value, json};
 use support::harness::*;
@@ -74,26 +74,6 @@ fn apply_command(mesh: &str, docs: &[Value]) -> CommandEnvelope {
     resources_command(mesh, docs.iter().map(apply_change).collect())
 }
 
-async fn install(setup: &Setup, mesh: &str) {
-    let names: Vec<String> = setup
-        .world
-        .clusters()
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect();
-    let members: Vec<(&str, ClusterRole)> = names
-        .iter()
-        .map(|n| (n.as_str(), ClusterRole::Master))
-        .collect();
-    let create = create_command(mesh, MeshMode::MultiPrimary, &members);
-    assert_succeeded(&run_command(setup, create).await);
-}
-
-async fn ops(world: &World, index: usize) -> ClusterOps {
-    let cluster = world.cluster(index);
-    ClusterOps::new(cluster.name(), cluster.client().await.unwrap())
-}
-
 /// The live `spec` of an Istio object in cluster `index`, `None` when absent.
 async fn live_spec(world: &World, index: usize, kind: &str, name: &str) -> Option<Value> {
     let api_version = if kind == "EnvoyFilter" {
@@ -107,7 +87,11 @@ async fn live_spec(world: &World, index: usize, kind: &str, name: &str) -> Optio
         namespace: Some("default".into()),
         name: name.into(),
     };
-    let object = ops(world, index).await.get(&target).await.unwrap()?;
+    let object = cluster_ops(world, index)
+        .await
+        .get(&target)
+        .await
+        .unwrap()?;
     Some(serde_json::to_value(object).unwrap()["spec"].clone())
 }
 
@@ -146,7 +130,7 @@ fn rejection(event: &Event) -> String {
 async fn bookinfo_rules_appear_identically_in_every_primary_and_deleting_one_removes_it_everywhere()
 {
     let setup = setup(3, true, true).await;
-    install(&setup, "shop").await;
+    install_multi_primary(&setup, "shop").await;
 
     let docs = documents(&[DESTINATION_RULES, ROUTES_ALL_V1, GATEWAY]);
     assert_eq!(docs.len(), 10, "4 rules, 4 routes, a gateway and its route");
@@ -230,7 +214,7 @@ async fn bookinfo_rules_appear_identically_in_every_primary_and_deleting_one_rem
 #[actix_rt::test]
 async fn a_cluster_refusing_writes_rolls_the_change_back_everywhere() {
     let setup = setup(3, false, false).await;
-    install(&setup, "shop").await;
+    install_multi_primary(&setup, "shop").await;
     let base = documents(&[DESTINATION_RULES, REVIEWS_80_20]);
     assert_eq!(
         outcome(&run_command(&setup, apply_command("shop", &base)).await).0,
@@ -294,7 +278,7 @@ async fn a_cluster_refusing_writes_rolls_the_change_back_everywhere() {
 #[actix_rt::test]
 async fn broken_bodies_and_stale_generations_are_refused_with_nothing_written() {
     let setup = setup(2, false, false).await;
-    install(&setup, "shop").await;
+    install_multi_primary(&setup, "shop").await;
     let before = writes(&setup.world);
 
     let broken = [
@@ -479,7 +463,7 @@ impl ByHand {
 #[actix_rt::test]
 async fn an_edit_or_deletion_made_in_a_cluster_is_reported_and_repaired() {
     let setup = setup(2, false, false).await;
-    install(&setup, "shop").await;
+    install_multi_primary(&setup, "shop").await;
     let docs = documents(&[DESTINATION_RULES, ROUTES_ALL_V1]);
     assert_eq!(
         outcome(&run_command(&setup, apply_command("shop", &docs)).await).0,
@@ -550,7 +534,7 @@ async fn an_edit_or_deletion_made_in_a_cluster_is_reported_and_repaired() {
 #[actix_rt::test]
 async fn a_clusters_own_object_goes_to_that_cluster_only_and_never_doubles_a_mesh_wide_one() {
     let setup = setup(2, false, false).await;
-    install(&setup, "shop").await;
+    install_multi_primary(&setup, "shop").await;
     let second = setup.world.cluster(1).name().to_owned();
     let entry = json!({
         "apiVersion": "networking.istio.io/v1",

@@ -54,6 +54,16 @@ pub struct MeshRecord {
     pub owner_epoch: i64,
 }
 
+impl MeshRecord {
+    /// The stored mesh configuration; the defaults when none is stored.
+    pub fn mesh_config(&self) -> Result<mesh_core::MeshConfig, serde_json::Error> {
+        match self.config.as_deref().filter(|c| !c.trim().is_empty()) {
+            Some(text) => serde_json::from_str(text),
+            None => Ok(mesh_core::MeshConfig::default()),
+        }
+    }
+}
+
 /// A mesh to create.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = mesh)]

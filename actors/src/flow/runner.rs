@@ -7,7 +7,7 @@ use mesh_bus::event::{
     FlowFinished, FlowOutcome, FlowStarted, TaskFinished, TaskOutcome, TaskStarted,
 };
 use mesh_bus::{Event, EventEnvelope};
-use mesh_core::spec::{MemberSpec, MeshConfig, MeshSpec};
+use mesh_core::spec::{MemberSpec, MeshSpec};
 use mesh_core::{
     ClusterName, ClusterRole, CommandStatus, FlowStatus, MeshMode, MeshName, TaskStatus, TenantId,
 };
@@ -89,10 +89,9 @@ pub async fn load_spec(store: &Store, mesh: &MeshRecord) -> Result<MeshSpec, Act
             Ok(MemberSpec::new(name, role).with_network(m.network.clone()))
         })
         .collect::<Result<Vec<_>, ActorError>>()?;
-    let config: MeshConfig = match mesh.config.as_deref().filter(|c| !c.trim().is_empty()) {
-        Some(text) => serde_json::from_str(text).map_err(|e| corrupt(format!("config: {e}")))?,
-        None => MeshConfig::default(),
-    };
+    let config = mesh
+        .mesh_config()
+        .map_err(|e| corrupt(format!("config: {e}")))?;
     Ok(MeshSpec {
         tenant: TenantId::new(mesh.tenant_id.clone()).map_err(|e| corrupt(e.to_string()))?,
         name: MeshName::new(mesh.name.clone()).map_err(|e| corrupt(e.to_string()))?,

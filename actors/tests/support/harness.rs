@@ -121,6 +121,28 @@ pub fn create_command(
     .unwrap()
 }
 
+/// Creates a multi-primary mesh over every cluster of the world and waits until it succeeded.
+pub async fn install_multi_primary(setup: &Setup, mesh: &str) {
+    let names: Vec<String> = setup
+        .world
+        .clusters()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let members: Vec<(&str, ClusterRole)> = names
+        .iter()
+        .map(|n| (n.as_str(), ClusterRole::Master))
+        .collect();
+    let create = create_command(mesh, MeshMode::MultiPrimary, &members);
+    assert_succeeded(&run_command(setup, create).await);
+}
+
+/// Operations on cluster `index` of the world, through its admin credentials.
+pub async fn cluster_ops(world: &World, index: usize) -> mesh_clusters::ClusterOps {
+    let cluster = world.cluster(index);
+    mesh_clusters::ClusterOps::new(cluster.name(), cluster.client().await.unwrap())
+}
+
 /// What the flows of a mesh did, for failure messages.
 pub async fn flow_report(store: &Store, mesh: &str) -> String {
     let mut report = String::new();

@@ -15,10 +15,13 @@ use actix_web::HttpResponse;
 use chrono::Utc;
 use futures::StreamExt;
 use mesh_bus::event::FlowOutcome;
-use mesh_bus::{CommandEnvelope, Event, EventFilter, StartAt};
+use mesh_bus::{Command, CommandEnvelope, Event, EventFilter, StartAt};
+use mesh_core::{MeshName, TenantId};
+use mesh_schema::models::MeshRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::Caller;
 use crate::envelope::{ApiError, ApiResponse};
 use crate::state::ApiState;
 
@@ -93,6 +96,28 @@ pub struct CommandAnswer {
     /// What went wrong, when the flow did not succeed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// The tenant and name of a stored mesh, as commands name them.
+fn mesh_key(mesh: &MeshRecord) -> Result<(TenantId, MeshName), ApiError> {
+    let tenant = TenantId::new(mesh.tenant_id.as_str())
+        .map_err(|e| ApiError::Internal(format!("stored mesh has a bad tenant: {e}")))?;
+    let name = MeshName::new(mesh.name.as_str())
+        .map_err(|e| ApiError::Internal(format!("stored mesh has a bad name: {e}")))?;
+    Ok((tenant, name))
+}
+
+/// Publishes `command` for the stored `mesh` on behalf of `caller`, then as [`publish`].
+pub async fn publish_for(
+    state: &ApiState,
+    caller: &Caller,
+    mesh: &MeshRecord,
+    command: impl Into<Command>,
+    wait: Option<Duration>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, name) = mesh_key(mesh)?;
+    let envelope = CommandEnvelope::command(tenant, name, &caller.principal, command)?;
+    publish(state, envelope, wait).await
 }
 
 /// Publishes `command` and answers 202, or waits for its outcome when `wait` is set.

@@ -9,16 +9,14 @@ use actix_web::{HttpResponse, web};
 use chrono::NaiveDateTime;
 use mesh_bus::CommandEnvelope;
 use mesh_bus::command::{ClusterSpec, CreateMesh, DeleteMesh, SamplingPercent, SetTraceSampling};
-use mesh_core::{
-    ClusterName, ClusterRole, MemberSpec, MeshConfig, MeshMode, MeshName, MeshSpec, TenantId,
-};
+use mesh_core::{ClusterName, ClusterRole, MemberSpec, MeshConfig, MeshMode, MeshName, MeshSpec};
 use mesh_schema::TenantScope;
 use mesh_schema::models::{LbResourceRecord, MemberClusterRecord, MeshRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::commands::{WaitQuery, publish};
+use super::commands::{WaitQuery, publish, publish_for};
 use crate::auth::Caller;
 use crate::envelope::{ApiError, ApiResponse};
 use crate::openapi::{
@@ -564,15 +562,6 @@ pub(crate) async fn visible_mesh(
 }
 
 /// The tenant and name of a stored mesh, for commands about it.
-/// The tenant and name of a stored mesh, as commands name them.
-pub(crate) fn mesh_key(mesh: &MeshRecord) -> Result<(TenantId, MeshName), ApiError> {
-    let tenant = TenantId::new(mesh.tenant_id.as_str())
-        .map_err(|e| ApiError::Internal(format!("stored mesh has a bad tenant: {e}")))?;
-    let name = MeshName::new(mesh.name.as_str())
-        .map_err(|e| ApiError::Internal(format!("stored mesh has a bad name: {e}")))?;
-    Ok((tenant, name))
-}
-
 /// `GET /meshes/{mesh}`: the mesh with status, config, member phases and load balancers;
 /// `rev` is its generation.
 #[utoipa::path(
@@ -631,9 +620,7 @@ pub async fn delete(
     caller.require_write()?;
     let wait = query.duration(state.max_wait)?;
     let mesh = visible_mesh(&caller, &state, &path).await?;
-    let (tenant, name) = mesh_key(&mesh)?;
-    let envelope = CommandEnvelope::command(tenant, name, &caller.principal, DeleteMesh {})?;
-    publish(&state, envelope, wait).await
+    publish_for(&state, &caller, &mesh, DeleteMesh {}, wait).await
 }
 
 /// Body of `POST /meshes/{mesh}/sampling`.
@@ -684,14 +671,7 @@ pub async fn set_sampling(
         ))
     })?;
     let mesh = visible_mesh(&caller, &state, &path).await?;
-    let (tenant, name) = mesh_key(&mesh)?;
-    let envelope = CommandEnvelope::command(
-        tenant,
-        name,
-        &caller.principal,
-        SetTraceSampling { percent },
-    )?;
-    publish(&state, envelope, wait).await
+    publish_for(&state, &caller, &mesh, SetTraceSampling { percent }, wait).await
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
-use mesh_bus::CommandEnvelope;
 use mesh_bus::command::{ApplyResources, ResourceChange, ResourceOp};
 use mesh_clusters::{ClusterOps, ObjectRef};
 use mesh_core::resources::{
@@ -27,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::commands::{WaitQuery, publish};
+use super::commands::{WaitQuery, publish_for};
 use super::meshes::{MeshParam, visible_mesh};
 use crate::auth::Caller;
 use crate::envelope::{ApiError, ApiResponse};
@@ -337,6 +336,31 @@ fn parse_objects(
     Ok(resources)
 }
 
+/// The one object of a single-object route's body; it must be the `kind` in `namespace` the path
+/// names. `batch` is the route to send several objects to.
+fn one_object(
+    body: &[u8],
+    kind: IstioKind,
+    namespace: &NamespaceName,
+    batch: &str,
+) -> Result<IstioResource, ApiError> {
+    let mut resources = parse_objects(body, namespace)?;
+    if resources.len() != 1 {
+        return Err(ApiError::BadRequest(format!(
+            "send exactly one object here (got {}); use {batch} for a batch",
+            resources.len()
+        )));
+    }
+    let resource = resources.remove(0);
+    if resource.key.kind != kind || &resource.key.namespace != namespace {
+        return Err(ApiError::BadRequest(format!(
+            "the body is {} but the path names a {kind} in namespace {namespace}",
+            resource.key
+        )));
+    }
+    Ok(resource)
+}
+
 fn namespace_of(text: Option<&str>) -> Result<NamespaceName, ApiError> {
     Ok(NamespaceName::new(text.unwrap_or("default"))?)
 }
@@ -549,17 +573,15 @@ async fn carry_out(
             },
         )
         .collect();
-    let tenant = mesh_core::TenantId::new(mesh.tenant_id.as_str())
-        .map_err(|e| ApiError::Internal(format!("stored mesh has a bad tenant: {e}")))?;
-    let name = mesh_core::MeshName::new(mesh.name.as_str())?;
     let cluster = cluster.map(ClusterName::new).transpose()?;
-    let envelope = CommandEnvelope::command(
-        tenant,
-        name,
-        &caller.principal,
+    publish_for(
+        state,
+        caller,
+        &mesh,
         ApplyResources { cluster, changes },
-    )?;
-    publish(state, envelope, wait).await
+        wait,
+    )
+    .await
 }
 
 /// `POST /meshes/{mesh}/resources`: apply a batch (JSON or multi-document YAML).
@@ -765,21 +787,8 @@ pub async fn apply_one(
     let kind = kind_of(&path.kind)?;
     let namespace = NamespaceName::new(path.namespace.as_str())?;
     let mesh = visible_mesh(&caller, &state, &path.mesh).await?;
-    let mut resources = parse_objects(&body, &namespace)?;
-    if resources.len() != 1 {
-        return Err(ApiError::BadRequest(format!(
-            "send exactly one object here (got {}); use /meshes/{}/resources for a batch",
-            resources.len(),
-            mesh.name
-        )));
-    }
-    let resource = resources.remove(0);
-    if resource.key.kind != kind || resource.key.namespace != namespace {
-        return Err(ApiError::BadRequest(format!(
-            "the body is {} but the path names a {kind} in namespace {namespace}",
-            resource.key
-        )));
-    }
+    let batch = format!("/meshes/{}/resources", mesh.name);
+    let resource = one_object(&body, kind, &namespace, &batch)?;
     let requested = vec![Requested::apply(resource, query.expected_generation)];
     carry_out(
         &caller,
@@ -1042,20 +1051,8 @@ pub async fn apply_cluster_one(
     let kind = kind_of(&path.kind)?;
     let namespace = NamespaceName::new(path.namespace.as_str())?;
     let (cluster, mesh) = member_mesh(&caller, &state, &path.cluster).await?;
-    let mut resources = parse_objects(&body, &namespace)?;
-    if resources.len() != 1 {
-        return Err(ApiError::BadRequest(format!(
-            "send exactly one object here (got {})",
-            resources.len()
-        )));
-    }
-    let resource = resources.remove(0);
-    if resource.key.kind != kind || resource.key.namespace != namespace {
-        return Err(ApiError::BadRequest(format!(
-            "the body is {} but the path names a {kind} in namespace {namespace}",
-            resource.key
-        )));
-    }
+    let batch = format!("/meshes/{}/resources?cluster={cluster}", mesh.name);
+    let resource = one_object(&body, kind, &namespace, &batch)?;
     let requested = vec![Requested::apply(resource, query.expected_generation)];
     carry_out(
         &caller,

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
-use mesh_bus::CommandEnvelope;
 use mesh_bus::command::{MAX_INJECTION_NAMESPACES, SetAutoInjection, SetOutboundTraffic};
 use mesh_core::spec::{OutboundTrafficPolicy, RESERVED_NAMESPACES};
 use mesh_core::{ClusterName, MeshConfig, NamespaceName};
@@ -18,8 +17,8 @@ use mesh_schema::models::MeshRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::commands::{WaitQuery, publish};
-use super::meshes::{MeshParam, mesh_key, visible_mesh};
+use super::commands::{WaitQuery, publish_for};
+use super::meshes::{MeshParam, visible_mesh};
 use crate::auth::Caller;
 use crate::envelope::{ApiError, ApiResponse};
 use crate::openapi::OutboundTrafficPolicyDoc;
@@ -56,15 +55,12 @@ pub struct OutboundTrafficBody {
 }
 
 fn config_of(mesh: &MeshRecord) -> Result<MeshConfig, ApiError> {
-    match mesh.config.as_deref().filter(|c| !c.trim().is_empty()) {
-        Some(text) => serde_json::from_str(text).map_err(|e| {
-            ApiError::Internal(format!(
-                "stored configuration of mesh {} is unreadable: {e}",
-                mesh.name
-            ))
-        }),
-        None => Ok(MeshConfig::default()),
-    }
+    mesh.mesh_config().map_err(|e| {
+        ApiError::Internal(format!(
+            "stored configuration of mesh {} is unreadable: {e}",
+            mesh.name
+        ))
+    })
 }
 
 /// `GET /meshes/{mesh}/autoinjectionnamespaces`.
@@ -176,17 +172,11 @@ pub async fn set_auto_injection(
             mesh.name
         )));
     }
-    let (tenant, name) = mesh_key(&mesh)?;
-    let envelope = CommandEnvelope::command(
-        tenant,
-        name,
-        &caller.principal,
-        SetAutoInjection {
-            cluster,
-            namespaces,
-        },
-    )?;
-    publish(&state, envelope, wait).await
+    let command = SetAutoInjection {
+        cluster,
+        namespaces,
+    };
+    publish_for(&state, &caller, &mesh, command, wait).await
 }
 
 /// `GET /meshes/{mesh}/outbound-traffic`.
@@ -253,14 +243,8 @@ pub async fn set_outbound_traffic(
     caller.require_write()?;
     let wait = query.duration(state.max_wait)?;
     let mesh = visible_mesh(&caller, &state, &path).await?;
-    let (tenant, name) = mesh_key(&mesh)?;
-    let envelope = CommandEnvelope::command(
-        tenant,
-        name,
-        &caller.principal,
-        SetOutboundTraffic {
-            policy: body.outbound_traffic_policy,
-        },
-    )?;
-    publish(&state, envelope, wait).await
+    let command = SetOutboundTraffic {
+        policy: body.outbound_traffic_policy,
+    };
+    publish_for(&state, &caller, &mesh, command, wait).await
 }

@@ -8,15 +8,14 @@
 //! answered as a rejected command.
 
 use actix_web::{HttpResponse, web};
-use mesh_bus::CommandEnvelope;
 use mesh_bus::command::{CanaryAction, CanaryOperate, UpgradeMesh, UpgradeStrategy};
 use mesh_core::upgrade::{CanaryOptions, UpgradeKind, check_upgrade};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-use super::commands::{WaitQuery, publish};
-use super::meshes::{MeshParam, mesh_key, visible_mesh};
+use super::commands::{WaitQuery, publish_for};
+use super::meshes::{MeshParam, visible_mesh};
 use crate::auth::Caller;
 use crate::envelope::{ApiError, ApiResponse};
 use crate::openapi::{
@@ -147,9 +146,7 @@ pub async fn upgrade(
     };
     check_upgrade(&state.catalog, &mesh.version, &command.version, kind)
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let (tenant, name) = mesh_key(&mesh)?;
-    let envelope = CommandEnvelope::command(tenant, name, &caller.principal, command)?;
-    publish(&state, envelope, wait).await
+    publish_for(&state, &caller, &mesh, command, wait).await
 }
 
 /// `POST /meshes/{mesh}/canary`: publishes `CanaryOperate`; 202 with the command id.
@@ -194,10 +191,7 @@ pub async fn canary(
         }
     };
     let mesh = visible_mesh(&caller, &state, &path).await?;
-    let (tenant, name) = mesh_key(&mesh)?;
-    let envelope =
-        CommandEnvelope::command(tenant, name, &caller.principal, CanaryOperate { action })?;
-    publish(&state, envelope, wait).await
+    publish_for(&state, &caller, &mesh, CanaryOperate { action }, wait).await
 }
 
 #[cfg(test)]
