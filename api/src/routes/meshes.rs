@@ -561,7 +561,6 @@ pub(crate) async fn visible_mesh(
         .ok_or_else(|| ApiError::NotFound(format!("mesh {name} not found")))
 }
 
-/// The tenant and name of a stored mesh, for commands about it.
 /// `GET /meshes/{mesh}`: the mesh with status, config, member phases and load balancers;
 /// `rev` is its generation.
 #[utoipa::path(
