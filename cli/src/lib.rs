@@ -9,7 +9,7 @@
 //! - [`workers_status`]: `meshd workers`, who owns which partition.
 //! - [`worker_role`]: `meshd worker`, one of several processes sharing the partitions.
 //! - [`setup`]: what every role needs first: the secret key, the store, the bus.
-//! - [`local_token`]: the admin token written to `meshd.token` on a first start of the embedded
+//! - [`local_token`]: the admin token printed once on a first start of the embedded
 //!   default.
 //! - [`sim`]: simulated clusters started and registered by `meshd --sim-clusters N`.
 //! - [`telemetry`]: logs (text or JSON) and, when configured, trace export over OTLP/HTTP.

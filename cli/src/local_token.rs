@@ -1,13 +1,14 @@
 //! The local admin token of the embedded default.
 //!
-//! Input: the store and the configuration. Output: on the first start of a SQLite database whose
-//! token table is empty, one admin token for the configured tenant, written to `meshd.token`
-//! (mode 0600) beside the database, so `meshctl` run in that directory finds it. The token is never
-//! printed or logged; only its file's path is. A server database (MySQL) gets no such file: its
-//! operators issue tokens with `meshd token create`.
+//! Input: the store and the configuration. Output: when meshd starts on a SQLite database holding
+//! no valid token (its first start, or every token revoked), one admin token for the configured
+//! tenant. Only its hash is stored; the
+//! token itself is printed once on standard output, on a line of its own (`admin token: …`), and
+//! never again: it is not logged and not written anywhere. `meshctl login --token …` keeps it in
+//! meshctl's private config file. A server database (MySQL) gets no such token: its operators issue
+//! tokens with `meshd token create`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mesh_schema::store::token::{NewApiToken, TokenRole};
@@ -15,38 +16,29 @@ use mesh_schema::{DatabaseTarget, Store};
 
 use crate::config::MeshdConfig;
 
-/// Name of the token file written beside the embedded SQLite database.
-pub const TOKEN_FILE: &str = "meshd.token";
-
 /// Principal of the local admin token.
 pub const LOCAL_ADMIN: &str = "token:local-admin";
 
-/// Where the token file of a SQLite database lives: beside it.
-pub fn token_path(sqlite_path: &str) -> PathBuf {
-    Path::new(sqlite_path)
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from(TOKEN_FILE), |dir| dir.join(TOKEN_FILE))
-}
+/// What starts the line that carries the first-start admin token.
+pub const ADMIN_TOKEN_PREFIX: &str = "admin token: ";
 
-/// Makes the local admin token when the database has no token at all; returns where it was
-/// written, or `None` when nothing was made.
+/// Makes the local admin token when the embedded database holds no valid token and prints it once
+/// to `out`; returns whether one was made.
 pub async fn ensure_local_admin_token(
     store: &Store,
     config: &MeshdConfig,
-) -> anyhow::Result<Option<PathBuf>> {
-    let DatabaseTarget::Sqlite { path } = config.database()? else {
-        return Ok(None);
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let DatabaseTarget::Sqlite { .. } = config.database()? else {
+        return Ok(false);
     };
-    if !store
+    let tokens = store
         .list_api_tokens()
         .await
-        .context("cannot list API tokens")?
-        .is_empty()
-    {
-        return Ok(None);
+        .context("cannot list API tokens")?;
+    if tokens.iter().any(|token| token.revoked_at.is_none()) {
+        return Ok(false);
     }
-    let file = token_path(&path);
     let issued = store
         .create_api_token(NewApiToken {
             principal: LOCAL_ADMIN.to_owned(),
@@ -55,67 +47,103 @@ pub async fn ensure_local_admin_token(
         })
         .await
         .context("cannot create the local admin token")?;
-    if let Err(error) = write_private(&file, &format!("{}\n", issued.token)) {
-        // A token nobody can read is useless: revoke it so the next start tries again.
+    let printed = writeln!(out, "{ADMIN_TOKEN_PREFIX}{}", issued.token).and_then(|()| out.flush());
+    if let Err(error) = printed {
+        // A token nobody saw is useless: revoke it so the next start makes another.
         let _ = store.revoke_api_token(issued.record.id).await;
-        return Err(error);
+        return Err(error).context("cannot print the local admin token");
     }
     tracing::info!(
-        path = %file.display(),
         tenant = %issued.record.tenant_id,
         role = %issued.record.role,
-        "wrote a local admin token; meshctl run in its directory uses it"
+        "made the local admin token and printed it once on standard output; only its hash is kept"
     );
-    Ok(Some(file))
-}
-
-/// Writes `text` to `path`, readable by the owner only.
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let context = || format!("cannot write the token file {}", path.display());
-    let mut file = options.open(path).with_context(context)?;
-    #[cfg(unix)]
-    {
-        // A file left from an earlier database keeps its mode on open; make it private too.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(context)?;
-    }
-    file.write_all(text.as_bytes()).with_context(context)?;
-    file.sync_all().with_context(context)?;
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_token_file_lives_beside_the_database() {
-        assert_eq!(token_path("meshd.db"), PathBuf::from("meshd.token"));
-        assert_eq!(
-            token_path("/var/lib/meshd/state.db"),
-            PathBuf::from("/var/lib/meshd/meshd.token")
-        );
+    /// A writer that refuses every write, like a closed standard output.
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "closed",
+            ))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
-    #[cfg(unix)]
-    #[test]
-    fn a_token_file_is_private_even_when_it_existed() {
-        use std::os::unix::fs::PermissionsExt;
+    fn embedded(dir: &std::path::Path) -> MeshdConfig {
+        MeshdConfig {
+            database_url: format!("sqlite://{}", dir.join("meshd.db").display()),
+            ..MeshdConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_start_prints_one_token_whose_hash_alone_is_stored_and_later_starts_print_none()
+     {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(TOKEN_FILE);
-        std::fs::write(&path, "old").expect("write");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        write_private(&path, "new\n").expect("written");
-        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "new\n");
+        let config = embedded(dir.path());
+        let store = crate::setup::open_store(&config).await.expect("store");
+
+        let mut out = Vec::new();
+        assert!(
+            ensure_local_admin_token(&store, &config, &mut out)
+                .await
+                .expect("made")
+        );
+        let text = String::from_utf8(out).expect("utf-8");
+        let token = text
+            .strip_prefix(ADMIN_TOKEN_PREFIX)
+            .and_then(|rest| rest.strip_suffix('\n'))
+            .expect("one `admin token: …` line");
+        assert!(!token.contains('\n'));
+        let principal = store.authenticate_api_token(token).await.expect("lookup");
+        assert_eq!(
+            principal.map(|p| p.role),
+            Some(TokenRole::Admin),
+            "the printed token is an admin token"
+        );
+        let database = std::fs::read(dir.path().join("meshd.db")).expect("database file");
+        assert!(
+            !database
+                .windows(token.len())
+                .any(|window| window == token.as_bytes()),
+            "the token itself is not in the database"
+        );
+
+        let mut again = Vec::new();
+        assert!(
+            !ensure_local_admin_token(&store, &config, &mut again)
+                .await
+                .expect("checked")
+        );
+        assert!(again.is_empty(), "printed once only");
+    }
+
+    #[tokio::test]
+    async fn a_token_that_cannot_be_printed_is_revoked_so_the_next_start_tries_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = embedded(dir.path());
+        let store = crate::setup::open_store(&config).await.expect("store");
+        let error = ensure_local_admin_token(&store, &config, &mut Closed)
+            .await
+            .expect_err("refused");
+        assert!(format!("{error:#}").contains("cannot print"), "{error:#}");
+        let mut out = Vec::new();
+        assert!(
+            ensure_local_admin_token(&store, &config, &mut out)
+                .await
+                .expect("made")
+        );
+        assert!(!out.is_empty());
     }
 }

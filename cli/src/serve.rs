@@ -2,8 +2,9 @@
 //!
 //! Start order: the store (migrated), the local admin token on a first start of the embedded
 //! default ([`crate::local_token`]), the simulated clusters when `sim_clusters` is set
-//! ([`crate::sim`]), the bus, the worker, then HTTP. The first line on stdout is
-//! `meshd listening on …`; nothing secret is ever printed.
+//! ([`crate::sim`]), the bus, the worker, then HTTP. On stdout, a first start of the embedded
+//! default prints `admin token: …` once; then comes `meshd listening on …`. Nothing else secret is
+//! ever printed, and the token is never logged.
 
 use std::sync::Arc;
 
@@ -55,7 +56,7 @@ async fn start_worker(
 pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
     let catalog = config.catalog()?;
     let store = open_store(&config).await?;
-    ensure_local_admin_token(&store, &config).await?;
+    ensure_local_admin_token(&store, &config, &mut std::io::stdout()).await?;
     let sim = match config.sim_clusters {
         0 => None,
         count => {

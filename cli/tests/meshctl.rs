@@ -45,8 +45,17 @@ fn clean(program: &str, dir: &Path) -> Command {
     command
 }
 
-/// Starts `meshd --sim-clusters 3` in `dir`; returns it, its URL and its log file.
-fn start_meshd(dir: &Path) -> (Running, String, PathBuf) {
+/// A started meshd: the process, its URL, its log file and the admin token it printed.
+struct Started {
+    _process: Running,
+    server: String,
+    log: PathBuf,
+    token: String,
+}
+
+/// Starts `meshd --sim-clusters 3` in `dir`, reads the admin token it prints once on its first
+/// start, and keeps it with `meshctl login` (token on stdin) so later meshctl runs in `dir` use it.
+fn start_meshd(dir: &Path) -> Started {
     let listen = format!("127.0.0.1:{}", free_port());
     let log = dir.join("meshd.log");
     let mut child = clean(MESHD, dir)
@@ -55,15 +64,55 @@ fn start_meshd(dir: &Path) -> (Running, String, PathBuf) {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let out = child.stdout.take().unwrap();
     let running = Running(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let first = lines.next().unwrap().unwrap();
+    let token = first
+        .strip_prefix("admin token: ")
+        .unwrap_or_else(|| panic!("the first line gives the admin token: {first:?}"))
+        .to_owned();
     assert!(
-        line.starts_with("meshd listening on") && line.contains(&listen),
-        "unexpected first line {line:?}"
+        token.starts_with("mmt_") && !token.contains(' '),
+        "{first:?}"
     );
-    (running, format!("http://{listen}"), log)
+    let second = lines.next().unwrap().unwrap();
+    assert!(
+        second.starts_with("meshd listening on") && second.contains(&listen),
+        "unexpected second line {second:?}"
+    );
+    let server = format!("http://{listen}");
+
+    let mut login = clean(MESHCTL, dir)
+        .env("MESHCTL_SERVER", &server)
+        .arg("login")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = login.stdin.take().unwrap();
+        writeln!(stdin, "{token}").unwrap();
+    }
+    let output = login.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "meshctl login failed: {}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(
+        !stdout(&output).contains(&token) && !stderr(&output).contains(&token),
+        "login never prints the token"
+    );
+    Started {
+        _process: running,
+        server,
+        log,
+        token,
+    }
 }
 
 /// Runs meshctl in `dir` against `server` and returns its output (at most 60 s). Its output is
@@ -127,21 +176,40 @@ fn refused(dir: &Path, server: &str, args: &[&str]) -> String {
 fn the_quickstart_creates_watches_describes_and_deletes_a_multi_primary_mesh() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let (_meshd, server, log) = start_meshd(dir);
+    let meshd = start_meshd(dir);
+    let (server, token) = (meshd.server.clone(), meshd.token.clone());
 
-    // First start: a private admin token beside the database, never printed.
-    let token_file = dir.join("meshd.token");
-    let token = std::fs::read_to_string(&token_file).unwrap();
+    // First start: the admin token was printed once; only its hash is stored, and `meshctl login`
+    // kept it in a private config file.
+    let database = std::fs::read(dir.join("meshd.db")).unwrap();
     assert!(
-        token.trim().starts_with("mmt_"),
-        "a token in {token_file:?}"
+        !database
+            .windows(token.len())
+            .any(|window| window == token.as_bytes()),
+        "the database holds no plain token"
+    );
+    let config = dir.join(".config/meshctl/config.toml");
+    let kept = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        kept.contains(&token) && kept.contains(&server),
+        "{config:?} keeps server and token"
     );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "the token file is private");
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the config file is private");
     }
+    let line = refused(dir, &server, &["--token", "mmt_wrong", "login"]);
+    assert!(
+        line.contains("not valid"),
+        "a wrong token is refused: {line}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        kept,
+        "a refused login keeps the config"
+    );
 
     // The simulated clusters are registered, in every output format.
     let clusters = ok(dir, &server, &["cluster", "list"]);
@@ -564,14 +632,14 @@ fn the_quickstart_creates_watches_describes_and_deletes_a_multi_primary_mesh() {
     let line = refused(dir, &server, &["mesh", "get", "demo"]);
     assert!(line.contains("not found"), "{line}");
 
-    let logged = std::fs::read_to_string(log).unwrap();
+    let logged = std::fs::read_to_string(&meshd.log).unwrap();
     assert!(
-        !logged.contains(token.trim()) && !logged.contains(&viewer),
+        !logged.contains(&token) && !logged.contains(&viewer),
         "tokens never logged"
     );
     assert!(
-        logged.contains("meshd.token"),
-        "the token file's path is logged"
+        logged.contains("made the local admin token"),
+        "making the token is logged, without it"
     );
 }
 
@@ -599,7 +667,8 @@ fn an_unreachable_server_is_named_in_one_line() {
 fn a_mesh_goes_canary_with_live_progress_confirms_and_refuses_a_two_minor_jump() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let (_meshd, server, _log) = start_meshd(dir);
+    let meshd = start_meshd(dir);
+    let server = meshd.server.clone();
     std::fs::write(
         dir.join("old.yaml"),
         "name: old\nregion: sim\nversion: 1.29.6\nmode: primary-remote\nclusters:\n- name: sim-1\n  role: master\n- name: sim-2\n  role: remote\nconfig:\n  autoInjectionNamespaces:\n    sim-1: [default]\n    sim-2: [default]\n",

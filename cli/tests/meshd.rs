@@ -56,8 +56,9 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// Starts meshd and waits until it prints its listening line.
-fn start(dir: &std::path::Path, extra: &[&str]) -> (Running, u16) {
+/// Starts meshd and waits until it prints its listening line; returns it, its port and the lines
+/// printed before that one.
+fn start_printing(dir: &std::path::Path, extra: &[&str]) -> (Running, u16, Vec<String>) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = meshd(dir)
@@ -67,11 +68,29 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> (Running, u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let out = child.stdout.take().unwrap();
     let running = Running(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert!(line.contains(&listen), "unexpected first line {line:?}");
+    let before = until_listening(out, &listen);
+    (running, port, before)
+}
+
+/// Reads meshd's stdout until its `meshd listening on …` line; returns the lines before it.
+fn until_listening(out: std::process::ChildStdout, listen: &str) -> Vec<String> {
+    let mut before = Vec::new();
+    for line in BufReader::new(out).lines() {
+        let line = line.unwrap();
+        if line.starts_with("meshd listening on") {
+            assert!(line.contains(listen), "unexpected listening line {line:?}");
+            return before;
+        }
+        before.push(line);
+    }
+    panic!("meshd ended without listening; it printed {before:?}");
+}
+
+/// Starts meshd and waits until it prints its listening line.
+fn start(dir: &std::path::Path, extra: &[&str]) -> (Running, u16) {
+    let (running, port, _) = start_printing(dir, extra);
     (running, port)
 }
 
@@ -144,9 +163,19 @@ fn embedded_defaults_serve_the_version_catalog() {
 #[test]
 fn a_second_start_reuses_the_database_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    drop(start(dir.path(), &[]));
+    let (first, _, printed) = start_printing(dir.path(), &[]);
+    drop(first);
+    assert_eq!(printed.len(), 1, "one line before listening: {printed:?}");
+    assert!(
+        printed[0].starts_with("admin token: mmt_"),
+        "the first start prints the admin token: {printed:?}"
+    );
     let key = std::fs::read_to_string(dir.path().join("meshd.key")).unwrap();
-    let (_meshd, port) = start(dir.path(), &[]);
+    let (_meshd, port, printed) = start_printing(dir.path(), &[]);
+    assert!(
+        printed.is_empty(),
+        "a second start prints no token: {printed:?}"
+    );
     assert_eq!(http_get(port, "/healthz").0, 200);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("meshd.key")).unwrap(),
@@ -243,10 +272,9 @@ fn the_environment_configures_meshd() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let out = child.stdout.take().unwrap();
     let _running = Running(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    until_listening(out, &format!("127.0.0.1:{port}"));
     let (_, body) = http_get(port, "/apis/v1/mesh/config/istioversions");
     assert!(body.contains(r#""data":["1.30.3","1.29.6"]"#), "{body}");
     assert!(dir.path().join("state.db").exists());

@@ -7,8 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// meshctl — drive mesh-manager: register clusters, create and watch Istio meshes.
 ///
 /// The server and token come from --server / --token (or MESHCTL_SERVER / MESHCTL_TOKEN), else
-/// from `meshd.token` in the working directory and ~/.config/meshctl/config.toml
-/// (`server = "…"`, `token = "…"`).
+/// from ~/.config/meshctl/config.toml (`server = "…"`, `token = "…"`), which `meshctl login`
+/// writes.
 #[derive(Debug, Parser)]
 #[command(name = "meshctl", version, about, long_about = None)]
 pub struct Cli {
@@ -26,7 +26,7 @@ pub struct GlobalArgs {
     /// meshd's URL [default: http://127.0.0.1:9441].
     #[arg(long, global = true, env = "MESHCTL_SERVER")]
     pub server: Option<String>,
-    /// API token [default: ./meshd.token, then the config file].
+    /// API token [default: the config file's].
     #[arg(long, global = true, env = "MESHCTL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Output format.
@@ -48,6 +48,9 @@ pub enum Format {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check a token against meshd and keep it, with the server, in meshctl's private config
+    /// file. The token comes from --token / MESHCTL_TOKEN, else from the first line of stdin.
+    Login,
     /// Registered Kubernetes clusters.
     #[command(subcommand)]
     Cluster(ClusterCommand),

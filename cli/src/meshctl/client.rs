@@ -150,7 +150,7 @@ pub fn envelope_data(status: u16, path: &str, body: &[u8]) -> Result<Value> {
                 .map_or_else(|| format!("HTTP {status} from {path}"), str::to_owned);
             let message = if status == 401 {
                 format!(
-                    "{err} (give a token with --token / MESHCTL_TOKEN, or run where meshd.token is)"
+                    "{err} (give a token with --token / MESHCTL_TOKEN, or keep one with `meshctl login`)"
                 )
             } else {
                 err

@@ -1,9 +1,10 @@
 //! `meshctl`: the command-line client of mesh-manager, kubectl-like.
 //!
 //! # Layout
-//! - [`args`]: the clap command line (`cluster`, `mesh`, `events`, `flows`, `completion`).
-//! - [`settings`]: where the server and token come from (flags, environment, `meshd.token`,
-//!   `~/.config/meshctl/config.toml`).
+//! - [`args`]: the clap command line (`login`, `cluster`, `mesh`, `apply`, `events`, `flows`,
+//!   `completion`, …).
+//! - [`settings`]: where the server and token come from (flags, environment,
+//!   `~/.config/meshctl/config.toml`, written by `meshctl login`).
 //! - [`client`]: HTTP to meshd's REST API; the `{"result","err","data"}` envelope in, data out.
 //! - [`sse`]: the server-sent event parser and the event a frame carries.
 //! - [`feed`]: a mesh's event stream followed in the background, resumed when it drops.
@@ -26,7 +27,7 @@ pub mod sse;
 
 use args::{Cli, Command};
 use client::ApiClient;
-use error::{Error, Result};
+use error::Result;
 
 /// Runs one `meshctl` invocation.
 pub async fn run(cli: Cli) -> Result<()> {
@@ -41,15 +42,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         );
         return Ok(());
     }
-    let cwd = std::env::current_dir().map_err(|source| Error::Io {
-        path: ".".into(),
-        source,
-    })?;
     let config = settings::config_path();
+    if let Command::Login = cli.command {
+        return cmd::login::login(&cli.global, config.as_deref()).await;
+    }
     let settings = settings::resolve(
         cli.global.server.clone(),
         cli.global.token.clone(),
-        &cwd,
         config.as_deref(),
     )?;
     let client = ApiClient::new(settings)?;
@@ -103,6 +102,6 @@ pub async fn run(cli: Cli) -> Result<()> {
             cmd::events::events(&client, format, &mesh, follow).await
         }
         Command::Flows { mesh, id } => cmd::events::flows(&client, format, &mesh, id).await,
-        Command::Completion { .. } => Ok(()),
+        Command::Completion { .. } | Command::Login => Ok(()),
     }
 }
