@@ -6,6 +6,7 @@ use std::sync::Arc;
 use mesh_bus::{Bus, EventEnvelope};
 use mesh_schema::Store;
 use mesh_schema::models::NewEvent;
+use mesh_schema::store::flow::FlowTransition;
 
 use crate::error::ActorError;
 use crate::observe::Observer;
@@ -52,25 +53,50 @@ impl EventSink {
     /// Records an event of `flow_id` (if any). The history write must succeed; a failed publish
     /// is logged, because followers replay from the history.
     pub async fn emit(&self, event: EventEnvelope, flow_id: Option<i64>) -> Result<(), ActorError> {
-        let payload = event
-            .to_json()
-            .map_err(|e| ActorError::Message(e.to_string()))?;
-        self.store
-            .append_event(NewEvent {
-                event_id: event.id.to_string(),
-                tenant_id: event.tenant.to_string(),
-                mesh_name: event.mesh.to_string(),
-                kind: event.kind().to_owned(),
-                correlation_id: Some(event.correlation_id.to_string()),
-                flow_id,
-                payload: String::from_utf8_lossy(&payload).into_owned(),
-                occurred_at: event.occurred_at.naive_utc(),
-            })
-            .await?;
-        self.observer.event(&event);
-        if let Err(error) = self.bus.publish_event(&event).await {
-            tracing::warn!(%error, mesh = %event.mesh, kind = event.kind(), "event kept in history but not published");
-        }
+        let record = history_record(&event, flow_id)?;
+        self.store.append_event(record).await?;
+        self.announce(&event).await;
         Ok(())
     }
+
+    /// Moves flow `flow_id` to `transition` and records `event` announcing it, both in one
+    /// transaction, then publishes the event: whoever sees the event finds the flow already there.
+    pub async fn emit_with_flow_transition(
+        &self,
+        event: EventEnvelope,
+        flow_id: i64,
+        transition: FlowTransition,
+    ) -> Result<(), ActorError> {
+        let record = history_record(&event, Some(flow_id))?;
+        self.store
+            .transition_flow_announcing(flow_id, transition, record)
+            .await?;
+        self.announce(&event).await;
+        Ok(())
+    }
+
+    /// Shows a recorded event to the observer and publishes it (a failed publish is logged).
+    async fn announce(&self, event: &EventEnvelope) {
+        self.observer.event(event);
+        if let Err(error) = self.bus.publish_event(event).await {
+            tracing::warn!(%error, mesh = %event.mesh, kind = event.kind(), "event kept in history but not published");
+        }
+    }
+}
+
+/// The history row of `event`.
+fn history_record(event: &EventEnvelope, flow_id: Option<i64>) -> Result<NewEvent, ActorError> {
+    let payload = event
+        .to_json()
+        .map_err(|e| ActorError::Message(e.to_string()))?;
+    Ok(NewEvent {
+        event_id: event.id.to_string(),
+        tenant_id: event.tenant.to_string(),
+        mesh_name: event.mesh.to_string(),
+        kind: event.kind().to_owned(),
+        correlation_id: Some(event.correlation_id.to_string()),
+        flow_id,
+        payload: String::from_utf8_lossy(&payload).into_owned(),
+        occurred_at: event.occurred_at.naive_utc(),
+    })
 }

@@ -250,7 +250,7 @@ fn migrate_applies_every_migration_to_mariadb_once() {
     let first = run_to_end(dir.path(), &["--database-url", &url, "migrate"]);
     assert!(first.status.success(), "{first:?}");
     let stdout = String::from_utf8_lossy(&first.stdout);
-    assert!(stdout.contains("applied 9 migration(s)"), "{stdout}");
+    assert!(stdout.contains("applied 10 migration(s)"), "{stdout}");
     let second = run_to_end(dir.path(), &["--database-url", &url, "migrate"]);
     assert!(String::from_utf8_lossy(&second.stdout).contains("is up to date"));
 }

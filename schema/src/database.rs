@@ -7,7 +7,7 @@
 //! embedded in the binary, one set per backend.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::mysql::MysqlConnection;
@@ -306,6 +306,54 @@ impl DatabaseTarget {
     }
 }
 
+/// How recently a connection must have answered to be handed out without a ping first.
+const TRUSTED_FOR: Duration = Duration::from_secs(1);
+
+/// A pooled connection and what is known of its health: when it last answered, and whether an
+/// operation on it failed in a way that may have left it unusable. A connection in steady use is
+/// handed out without the `SELECT 1` ping an idle one gets, which would otherwise double the round
+/// trips of short operations; a failed one is dropped rather than handed out again.
+pub struct LiveConnection {
+    connection: AnyConnection,
+    answered_at: Instant,
+    suspect: bool,
+}
+
+impl LiveConnection {
+    fn new(connection: AnyConnection) -> Self {
+        Self {
+            connection,
+            answered_at: Instant::now(),
+            suspect: false,
+        }
+    }
+
+    /// Records how an operation on this connection ended: `answered` when the database answered
+    /// (success or a plain refusal), not when the connection may be lost or its transaction
+    /// broken — then the pool drops it when it comes back.
+    pub fn record(&mut self, answered: bool) {
+        if answered {
+            self.answered_at = Instant::now();
+        } else {
+            self.suspect = true;
+        }
+    }
+}
+
+impl std::ops::Deref for LiveConnection {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.connection
+    }
+}
+
+impl std::ops::DerefMut for LiveConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.connection
+    }
+}
+
 /// Opens pooled connections for a [`DatabaseTarget`].
 #[derive(Debug)]
 pub struct ConnectionManager {
@@ -313,22 +361,26 @@ pub struct ConnectionManager {
 }
 
 impl ManageConnection for ConnectionManager {
-    type Connection = AnyConnection;
+    type Connection = LiveConnection;
     type Error = DatabaseError;
 
-    fn connect(&self) -> Result<AnyConnection, DatabaseError> {
-        self.target.connect()
+    fn connect(&self) -> Result<LiveConnection, DatabaseError> {
+        self.target.connect().map(LiveConnection::new)
     }
 
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), DatabaseError> {
+    fn is_valid(&self, conn: &mut LiveConnection) -> Result<(), DatabaseError> {
+        if conn.answered_at.elapsed() < TRUSTED_FOR {
+            return Ok(());
+        }
         diesel::sql_query("SELECT 1")
-            .execute(conn)
-            .map(drop)
-            .map_err(|e| self.target.connect_error(e))
+            .execute(&mut conn.connection)
+            .map_err(|e| self.target.connect_error(e))?;
+        conn.record(true);
+        Ok(())
     }
 
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
+    fn has_broken(&self, conn: &mut LiveConnection) -> bool {
+        conn.suspect
     }
 }
 

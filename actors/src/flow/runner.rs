@@ -649,9 +649,10 @@ impl FlowRunner {
         }
     }
 
-    /// Ends a flow. The flow row turns terminal last, so a worker that dies anywhere in here
-    /// leaves the flow unfinished and its next owner runs `finish` again; the end's events carry
-    /// ids derived from the flow, so a second run stores and publishes nothing twice.
+    /// Ends a flow. The flow row turns terminal last, together with its `FlowFinished`, so a
+    /// worker that dies anywhere in here leaves the flow unfinished and its next owner runs
+    /// `finish` again; the end's events carry ids derived from the flow, so a second run stores
+    /// and publishes nothing twice.
     async fn finish(
         &self,
         flow: &FlowRecord,
@@ -704,19 +705,25 @@ impl FlowRunner {
             FlowStatus::RolledBack => FlowOutcome::RolledBack,
             _ => FlowOutcome::Failed,
         };
-        let finished = FlowFinished {
-            flow_id: flow.id,
-            outcome,
-            detail: detail.clone(),
-        };
-        self.emit_once(flow, input, "flow-finished", finished)
-            .await?;
         let log_line = match &detail {
             Some(reason) => format!("flow {status}: {reason}"),
             None => format!("flow {status}"),
         };
-        self.store
-            .transition_flow(
+        let finished = self.event_once(
+            flow,
+            input,
+            "flow-finished",
+            FlowFinished {
+                flow_id: flow.id,
+                outcome,
+                detail,
+            },
+        )?;
+        // The flow turns terminal in the same transaction that records its end, so a client that
+        // reacts to `FlowFinished` with its next command never finds the mesh still busy.
+        self.events
+            .emit_with_flow_transition(
+                finished,
                 flow.id,
                 FlowTransition {
                     status,
@@ -724,8 +731,7 @@ impl FlowRunner {
                     fence_epoch: Some(self.config.epoch),
                 },
             )
-            .await?;
-        Ok(())
+            .await
     }
 
     /// Emits an event that happens once per flow, with an id derived from the flow and `what`.
@@ -736,9 +742,22 @@ impl FlowRunner {
         what: &str,
         body: impl Into<Event>,
     ) -> Result<(), ActorError> {
+        let envelope = self.event_once(flow, input, what, body)?;
+        self.events.emit(envelope, Some(flow.id)).await
+    }
+
+    /// An event that happens once per flow: its id is derived from the flow and `what`, so a
+    /// second run of the same step stores and publishes nothing twice.
+    fn event_once(
+        &self,
+        flow: &FlowRecord,
+        input: &FlowInput,
+        what: &str,
+        body: impl Into<Event>,
+    ) -> Result<EventEnvelope, ActorError> {
         let mut envelope = self.event(flow, input, body)?;
         let name = format!("mesh-manager/flow/{}/{}/{what}", flow.mesh_name, flow.id);
         envelope.id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes());
-        self.events.emit(envelope, Some(flow.id)).await
+        Ok(envelope)
     }
 }

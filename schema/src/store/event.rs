@@ -31,21 +31,7 @@ fn update_snapshot(conn: &mut AnyConnection, new: &NewEvent) -> Result<(), Store
         .optional()
         .map_err(err)?;
     let has_row = existing.is_some();
-    let mut events: Vec<serde_json::Value> = existing
-        .flatten()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_default();
-    let payload = serde_json::from_str(&new.payload)
-        .unwrap_or_else(|_| serde_json::Value::String(new.payload.clone()));
-    events.push(payload);
-    if events.len() > SNAPSHOT_EVENTS {
-        let excess = events.len() - SNAPSHOT_EVENTS;
-        events.drain(..excess);
-    }
-    let text = serde_json::to_string(&events).map_err(|e| StoreError::Encode {
-        what: "event snapshot",
-        reason: e.to_string(),
-    })?;
+    let text = snapshot_with(existing.flatten().as_deref(), &new.payload)?;
     if has_row {
         diesel::update(mesh_events::table.filter(mesh_events::name.eq(&new.mesh_name)))
             .set(mesh_events::events.eq(Some(text)))
@@ -63,35 +49,71 @@ fn update_snapshot(conn: &mut AnyConnection, new: &NewEvent) -> Result<(), Store
     Ok(())
 }
 
+/// The snapshot `existing` (a JSON array) with `payload` appended, keeping the latest
+/// [`SNAPSHOT_EVENTS`]. The events are carried as raw JSON text, never parsed into trees: this runs
+/// on every event. An unreadable snapshot starts afresh; a payload that is not JSON is kept as a
+/// string.
+fn snapshot_with(existing: Option<&str>, payload: &str) -> Result<String, StoreError> {
+    use serde_json::value::RawValue;
+    let encode = |e: serde_json::Error| StoreError::Encode {
+        what: "event snapshot",
+        reason: e.to_string(),
+    };
+    let mut events: Vec<&RawValue> = existing
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    let quoted;
+    let payload: &RawValue = match serde_json::from_str(payload) {
+        Ok(raw) => raw,
+        Err(_) => {
+            quoted = serde_json::value::to_raw_value(payload).map_err(encode)?;
+            &quoted
+        }
+    };
+    events.push(payload);
+    if events.len() > SNAPSHOT_EVENTS {
+        let excess = events.len() - SNAPSHOT_EVENTS;
+        events.drain(..excess);
+    }
+    serde_json::to_string(&events).map_err(encode)
+}
+
+/// Appends `new` to its mesh's history (once per event id) and refreshes the snapshot, inside the
+/// caller's transaction.
+pub(crate) fn append_event_in(
+    conn: &mut AnyConnection,
+    new: &NewEvent,
+) -> Result<AppendedEvent, StoreError> {
+    let err = |e| StoreError::query("append event", "event", &new.event_id, e);
+    let existing: Option<i64> = mesh_event_log::table
+        .filter(mesh_event_log::event_id.eq(&new.event_id))
+        .select(mesh_event_log::id)
+        .first(conn)
+        .optional()
+        .map_err(err)?;
+    if let Some(id) = existing {
+        return Ok(AppendedEvent {
+            id,
+            duplicate: true,
+        });
+    }
+    diesel::insert_into(mesh_event_log::table)
+        .values(new)
+        .execute(conn)
+        .map_err(err)?;
+    let id = last_insert_id(conn).map_err(err)?;
+    update_snapshot(conn, new)?;
+    Ok(AppendedEvent {
+        id,
+        duplicate: false,
+    })
+}
+
 impl Store {
     /// Appends an event to its mesh's history (once per event id) and refreshes the snapshot.
     pub async fn append_event(&self, new: NewEvent) -> Result<AppendedEvent, StoreError> {
         self.run("append event", move |conn| {
-            conn.transaction(|conn| {
-                let err = |e| StoreError::query("append event", "event", &new.event_id, e);
-                let existing: Option<i64> = mesh_event_log::table
-                    .filter(mesh_event_log::event_id.eq(&new.event_id))
-                    .select(mesh_event_log::id)
-                    .first(conn)
-                    .optional()
-                    .map_err(err)?;
-                if let Some(id) = existing {
-                    return Ok(AppendedEvent {
-                        id,
-                        duplicate: true,
-                    });
-                }
-                diesel::insert_into(mesh_event_log::table)
-                    .values(&new)
-                    .execute(conn)
-                    .map_err(err)?;
-                let id = last_insert_id(conn).map_err(err)?;
-                update_snapshot(conn, &new)?;
-                Ok(AppendedEvent {
-                    id,
-                    duplicate: false,
-                })
-            })
+            conn.transaction(|conn| append_event_in(conn, &new))
         })
         .await
     }
@@ -136,5 +158,30 @@ impl Store {
                 .unwrap_or_default())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_keeps_the_latest_events_as_they_were_written() {
+        let mut text = snapshot_with(None, r#"{"kind":"A","n":0}"#).expect("first");
+        assert_eq!(text, r#"[{"kind":"A","n":0}]"#);
+        for n in 1..=SNAPSHOT_EVENTS {
+            text = snapshot_with(Some(&text), &format!(r#"{{"kind":"A","n":{n}}}"#)).expect("next");
+        }
+        let events: Vec<serde_json::Value> = serde_json::from_str(&text).expect("an array");
+        assert_eq!(events.len(), SNAPSHOT_EVENTS);
+        assert_eq!(events[0]["n"], 1, "the oldest dropped");
+        assert_eq!(events[SNAPSHOT_EVENTS - 1]["n"], SNAPSHOT_EVENTS);
+    }
+
+    #[test]
+    fn an_unreadable_snapshot_starts_afresh_and_a_text_payload_is_kept_as_a_string() {
+        let text = snapshot_with(Some("not json"), "plain \"text\"").expect("written");
+        let events: Vec<serde_json::Value> = serde_json::from_str(&text).expect("an array");
+        assert_eq!(events, vec![serde_json::json!("plain \"text\"")]);
     }
 }

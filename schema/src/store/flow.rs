@@ -5,8 +5,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use mesh_core::{FlowStatus, TaskStatus};
 
+use super::event::{AppendedEvent, append_event_in};
 use super::{Store, StoreError, last_insert_id, now};
-use crate::models::{FlowRecord, NewFlow, NewTask, TaskRecord};
+use crate::models::{FlowRecord, NewEvent, NewFlow, NewTask, TaskRecord};
 use crate::schema::{flow, task};
 
 /// Most log text kept per flow or task; older lines are dropped first.
@@ -55,6 +56,43 @@ pub struct TaskTransition {
     pub log_line: Option<String>,
     /// The writer's lease epoch: the write is refused when a newer owner holds the mesh.
     pub fence_epoch: Option<i64>,
+}
+
+/// Moves flow `id` to `transition.status` (fenced when the transition says so), inside the
+/// caller's transaction.
+fn transition_flow_in(
+    conn: &mut crate::database::AnyConnection,
+    id: i64,
+    transition: &FlowTransition,
+) -> Result<FlowRecord, StoreError> {
+    let current = load_flow(conn, id)?;
+    if let Some(epoch) = transition.fence_epoch {
+        super::check_fence(conn, &current.mesh_name, epoch)?;
+    }
+    let at = now();
+    let started = current
+        .started_at
+        .or((transition.status == FlowStatus::Running).then_some(at));
+    let finished = transition
+        .status
+        .is_terminal()
+        .then_some(at)
+        .or(current.finished_at);
+    let log = match &transition.log_line {
+        Some(line) => Some(append_log(current.log, line)),
+        None => current.log,
+    };
+    diesel::update(flow::table.find(id))
+        .set((
+            flow::status.eq(transition.status.as_str()),
+            flow::started_at.eq(started),
+            flow::finished_at.eq(finished),
+            flow::log.eq(log),
+            flow::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
+    load_flow(conn, id)
 }
 
 fn load_flow(conn: &mut crate::database::AnyConnection, id: i64) -> Result<FlowRecord, StoreError> {
@@ -179,35 +217,25 @@ impl Store {
         transition: FlowTransition,
     ) -> Result<FlowRecord, StoreError> {
         self.run("update flow", move |conn| {
+            conn.transaction(|conn| transition_flow_in(conn, id, &transition))
+        })
+        .await
+    }
+
+    /// Moves a flow to a new status and appends the event announcing it, in one transaction: the
+    /// history never shows a flow's end before its row does, nor the other way round. The event
+    /// is stored once per event id.
+    pub async fn transition_flow_announcing(
+        &self,
+        id: i64,
+        transition: FlowTransition,
+        event: NewEvent,
+    ) -> Result<(FlowRecord, AppendedEvent), StoreError> {
+        self.run("update flow and append its event", move |conn| {
             conn.transaction(|conn| {
-                let current = load_flow(conn, id)?;
-                if let Some(epoch) = transition.fence_epoch {
-                    super::check_fence(conn, &current.mesh_name, epoch)?;
-                }
-                let at = now();
-                let started = current
-                    .started_at
-                    .or((transition.status == FlowStatus::Running).then_some(at));
-                let finished = transition
-                    .status
-                    .is_terminal()
-                    .then_some(at)
-                    .or(current.finished_at);
-                let log = match &transition.log_line {
-                    Some(line) => Some(append_log(current.log, line)),
-                    None => current.log,
-                };
-                diesel::update(flow::table.find(id))
-                    .set((
-                        flow::status.eq(transition.status.as_str()),
-                        flow::started_at.eq(started),
-                        flow::finished_at.eq(finished),
-                        flow::log.eq(log),
-                        flow::updated_at.eq(at),
-                    ))
-                    .execute(conn)
-                    .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
-                load_flow(conn, id)
+                let appended = append_event_in(conn, &event)?;
+                let flow = transition_flow_in(conn, id, &transition)?;
+                Ok((flow, appended))
             })
         })
         .await

@@ -153,17 +153,37 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Database(DatabaseError::Connect { .. }) | Self::Pool { .. } => true,
-            Self::Query { source, .. } => matches!(
-                source,
+            Self::Query { source, .. } => match source {
                 DieselError::DatabaseError(
                     DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection,
-                    _
-                ) | DieselError::BrokenTransactionManager
-            ),
+                    _,
+                )
+                | DieselError::BrokenTransactionManager => true,
+                DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+                    connection_lost(info.message())
+                }
+                _ => false,
+            },
             Self::Transaction(_) => true,
             _ => false,
         }
     }
+}
+
+/// Whether a database error message says the connection itself is gone (the MySQL/MariaDB client
+/// reports a server restart or a dropped socket as a generic error, with one of these texts).
+fn connection_lost(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "gone away",
+        "lost connection",
+        "can't connect",
+        "broken pipe",
+        "connection reset",
+        "connection refused",
+    ]
+    .iter()
+    .any(|text| message.contains(text))
 }
 
 /// The store over one database.
@@ -234,7 +254,9 @@ impl Store {
                 op,
                 reason: e.to_string(),
             })?;
-            work(&mut conn)
+            let result = work(&mut conn);
+            conn.record(!result.as_ref().is_err_and(StoreError::is_transient));
+            result
         })
         .await
         .map_err(|_| StoreError::Aborted { op })?;
@@ -319,4 +341,43 @@ pub(crate) fn last_insert_id(conn: &mut AnyConnection) -> diesel::QueryResult<i6
     diesel::sql_query(sql)
         .get_result::<LastInsertId>(conn)
         .map(|row| row.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query_error(kind: DatabaseErrorKind, message: &str) -> StoreError {
+        StoreError::Query {
+            op: "test",
+            key: String::new(),
+            source: DieselError::DatabaseError(kind, Box::new(message.to_owned())),
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_is_transient_and_a_refusal_is_not() {
+        for message in [
+            "MySQL server has gone away",
+            "Server has gone away",
+            "Lost connection to server during query",
+            "Can't connect to server on '127.0.0.1' (111)",
+        ] {
+            assert!(
+                query_error(DatabaseErrorKind::Unknown, message).is_transient(),
+                "{message}"
+            );
+        }
+        assert!(
+            query_error(DatabaseErrorKind::SerializationFailure, "Deadlock found").is_transient()
+        );
+        assert!(
+            !query_error(
+                DatabaseErrorKind::Unknown,
+                "Data too long for column 'name'"
+            )
+            .is_transient()
+        );
+        assert!(!query_error(DatabaseErrorKind::UniqueViolation, "Duplicate entry").is_transient());
+    }
 }

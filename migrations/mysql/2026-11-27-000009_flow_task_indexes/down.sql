@@ -1,0 +1,2 @@
+DROP INDEX idx_flow_mesh ON flow;
+DROP INDEX idx_task_flow ON task;

@@ -1,0 +1,2 @@
+DROP INDEX idx_flow_mesh;
+DROP INDEX idx_task_flow;
