@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mesh_bus::{Bus, EventEnvelope};
 use mesh_schema::Store;
 use mesh_schema::models::NewEvent;
-use mesh_schema::store::flow::FlowTransition;
+use mesh_schema::store::flow::{FlowTransition, TaskTransition};
 
 use crate::error::ActorError;
 use crate::observe::Observer;
@@ -70,6 +70,23 @@ impl EventSink {
         let record = history_record(&event, Some(flow_id))?;
         self.store
             .transition_flow_announcing(flow_id, transition, record)
+            .await?;
+        self.announce(&event).await;
+        Ok(())
+    }
+
+    /// Moves task `task_id` (of flow `flow_id`) to `transition` and records `event` announcing
+    /// it, both in one transaction, then publishes the event.
+    pub async fn emit_with_task_transition(
+        &self,
+        event: EventEnvelope,
+        flow_id: i64,
+        task_id: i64,
+        transition: TaskTransition,
+    ) -> Result<(), ActorError> {
+        let record = history_record(&event, Some(flow_id))?;
+        self.store
+            .transition_task_announcing(task_id, transition, record)
             .await?;
         self.announce(&event).await;
         Ok(())

@@ -274,16 +274,6 @@ impl FlowRunner {
         Ok(envelope)
     }
 
-    async fn emit(
-        &self,
-        flow: &FlowRecord,
-        input: &FlowInput,
-        body: impl Into<Event>,
-    ) -> Result<(), ActorError> {
-        let envelope = self.event(flow, input, body)?;
-        self.events.emit(envelope, Some(flow.id)).await
-    }
-
     /// Runs (or resumes) a flow to its end and returns how it ended.
     #[tracing::instrument(skip_all, fields(flow = flow_id))]
     pub async fn run(&self, flow_id: i64) -> Result<FlowStatus, ActorError> {
@@ -362,16 +352,6 @@ impl FlowRunner {
                 ActorError::Message(format!("mesh {} no longer exists", flow.mesh_name))
             })?;
         let spec = load_spec(&self.store, &mesh).await?;
-        self.store
-            .transition_flow(
-                flow.id,
-                FlowTransition {
-                    status: FlowStatus::Running,
-                    log_line: None,
-                    fence_epoch: Some(self.config.epoch),
-                },
-            )
-            .await?;
         if let Some((running, _, _)) = mesh_statuses(&flow.def_name) {
             self.store
                 .update_mesh_status(
@@ -384,15 +364,25 @@ impl FlowRunner {
                 )
                 .await?;
         }
-        let started = self.emit(
+        let started = self.event(
             flow,
             input,
             FlowStarted {
                 flow_id: flow.id,
                 flow: flow.def_name.clone(),
             },
-        );
-        started.await?;
+        )?;
+        self.events
+            .emit_with_flow_transition(
+                started,
+                flow.id,
+                FlowTransition {
+                    status: FlowStatus::Running,
+                    log_line: None,
+                    fence_epoch: Some(self.config.epoch),
+                },
+            )
+            .await?;
         let context = TaskContext {
             flow_id: flow.id,
             spec: &spec,
@@ -515,20 +505,16 @@ impl FlowRunner {
         task: &TaskRecord,
         kind: &TaskKind,
     ) -> Result<(), ActorError> {
-        self.store
-            .transition_task(
-                task.id,
-                TaskTransition {
-                    status: Some(TaskStatus::Running),
-                    fence_epoch: Some(self.config.epoch),
-                    ..TaskTransition::default()
-                },
-            )
-            .await?;
         let cluster = kind.cluster().cloned();
-        self.emit(
+        self.transition_task_announcing(
             flow,
             input,
+            task,
+            TaskTransition {
+                status: Some(TaskStatus::Running),
+                fence_epoch: Some(self.config.epoch),
+                ..TaskTransition::default()
+            },
             TaskStarted {
                 flow_id: flow.id,
                 task_id: task.id,
@@ -584,21 +570,17 @@ impl FlowRunner {
         };
         match result {
             Ok(done) => {
-                self.store
-                    .transition_task(
-                        task.id,
-                        TaskTransition {
-                            status: Some(TaskStatus::Succeeded),
-                            output: Some(serde_json::json!({ "result": done }).to_string()),
-                            log_line: Some(done.clone()),
-                            fence_epoch: Some(self.config.epoch),
-                            ..TaskTransition::default()
-                        },
-                    )
-                    .await?;
-                self.emit(
+                self.transition_task_announcing(
                     flow,
                     input,
+                    task,
+                    TaskTransition {
+                        status: Some(TaskStatus::Succeeded),
+                        output: Some(serde_json::json!({ "result": done }).to_string()),
+                        log_line: Some(done.clone()),
+                        fence_epoch: Some(self.config.epoch),
+                        ..TaskTransition::default()
+                    },
                     TaskFinished {
                         flow_id: flow.id,
                         task_id: task.id,
@@ -611,18 +593,6 @@ impl FlowRunner {
             }
             Err(error) => {
                 let message = error.to_string();
-                self.store
-                    .transition_task(
-                        task.id,
-                        TaskTransition {
-                            status: Some(TaskStatus::Failed),
-                            error: Some(message.clone()),
-                            log_line: Some(format!("failed after {attempt} attempt(s): {message}")),
-                            fence_epoch: Some(self.config.epoch),
-                            ..TaskTransition::default()
-                        },
-                    )
-                    .await?;
                 if let Some(cluster) = &cluster {
                     let short: String = message.chars().take(2000).collect();
                     if let Err(e) = self
@@ -633,9 +603,17 @@ impl FlowRunner {
                         tracing::warn!(error = %e, cluster = %cluster, "cluster error not recorded");
                     }
                 }
-                self.emit(
+                self.transition_task_announcing(
                     flow,
                     input,
+                    task,
+                    TaskTransition {
+                        status: Some(TaskStatus::Failed),
+                        error: Some(message.clone()),
+                        log_line: Some(format!("failed after {attempt} attempt(s): {message}")),
+                        fence_epoch: Some(self.config.epoch),
+                        ..TaskTransition::default()
+                    },
                     TaskFinished {
                         flow_id: flow.id,
                         task_id: task.id,
@@ -647,6 +625,21 @@ impl FlowRunner {
                 Err(error)
             }
         }
+    }
+
+    /// Moves a task to `transition` and records `body` announcing it, in one transaction.
+    async fn transition_task_announcing(
+        &self,
+        flow: &FlowRecord,
+        input: &FlowInput,
+        task: &TaskRecord,
+        transition: TaskTransition,
+        body: impl Into<Event>,
+    ) -> Result<(), ActorError> {
+        let envelope = self.event(flow, input, body)?;
+        self.events
+            .emit_with_task_transition(envelope, flow.id, task.id, transition)
+            .await
     }
 
     /// Ends a flow. The flow row turns terminal last, together with its `FlowFinished`, so a

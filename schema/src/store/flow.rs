@@ -58,6 +58,49 @@ pub struct TaskTransition {
     pub fence_epoch: Option<i64>,
 }
 
+/// Updates task `id` (fenced when the transition says so), inside the caller's transaction.
+fn transition_task_in(
+    conn: &mut crate::database::AnyConnection,
+    id: i64,
+    transition: TaskTransition,
+) -> Result<TaskRecord, StoreError> {
+    let current = load_task(conn, id)?;
+    if let Some(epoch) = transition.fence_epoch {
+        let mesh = load_flow(conn, current.flow_id)?.mesh_name;
+        super::check_fence(conn, &mesh, epoch)?;
+    }
+    let at = now();
+    let status = transition
+        .status
+        .map_or(current.status.clone(), |s| s.as_str().to_owned());
+    let started = current
+        .started_at
+        .or((transition.status == Some(TaskStatus::Running)).then_some(at));
+    let finished = transition
+        .status
+        .filter(|s| s.is_terminal())
+        .map(|_| at)
+        .or(current.finished_at);
+    let log = match &transition.log_line {
+        Some(line) => Some(append_log(current.log, line)),
+        None => current.log,
+    };
+    diesel::update(task::table.find(id))
+        .set((
+            task::status.eq(status),
+            task::output.eq(transition.output.or(current.output)),
+            task::error.eq(transition.error.or(current.error)),
+            task::steps.eq(transition.steps.unwrap_or(current.steps)),
+            task::log.eq(log),
+            task::started_at.eq(started),
+            task::finished_at.eq(finished),
+            task::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .map_err(|e| StoreError::query("update task", "task", id.to_string(), e))?;
+    load_task(conn, id)
+}
+
 /// Moves flow `id` to `transition.status` (fenced when the transition says so), inside the
 /// caller's transaction.
 fn transition_flow_in(
@@ -325,42 +368,25 @@ impl Store {
         transition: TaskTransition,
     ) -> Result<TaskRecord, StoreError> {
         self.run("update task", move |conn| {
+            conn.transaction(|conn| transition_task_in(conn, id, transition))
+        })
+        .await
+    }
+
+    /// Updates a task and appends the event announcing the change, in one transaction: the
+    /// history shows a task's start or end exactly when its row does. The event is stored once per
+    /// event id.
+    pub async fn transition_task_announcing(
+        &self,
+        id: i64,
+        transition: TaskTransition,
+        event: NewEvent,
+    ) -> Result<(TaskRecord, AppendedEvent), StoreError> {
+        self.run("update task and append its event", move |conn| {
             conn.transaction(|conn| {
-                let current = load_task(conn, id)?;
-                if let Some(epoch) = transition.fence_epoch {
-                    let mesh = load_flow(conn, current.flow_id)?.mesh_name;
-                    super::check_fence(conn, &mesh, epoch)?;
-                }
-                let at = now();
-                let status = transition
-                    .status
-                    .map_or(current.status.clone(), |s| s.as_str().to_owned());
-                let started = current
-                    .started_at
-                    .or((transition.status == Some(TaskStatus::Running)).then_some(at));
-                let finished = transition
-                    .status
-                    .filter(|s| s.is_terminal())
-                    .map(|_| at)
-                    .or(current.finished_at);
-                let log = match &transition.log_line {
-                    Some(line) => Some(append_log(current.log, line)),
-                    None => current.log,
-                };
-                diesel::update(task::table.find(id))
-                    .set((
-                        task::status.eq(status),
-                        task::output.eq(transition.output.or(current.output)),
-                        task::error.eq(transition.error.or(current.error)),
-                        task::steps.eq(transition.steps.unwrap_or(current.steps)),
-                        task::log.eq(log),
-                        task::started_at.eq(started),
-                        task::finished_at.eq(finished),
-                        task::updated_at.eq(at),
-                    ))
-                    .execute(conn)
-                    .map_err(|e| StoreError::query("update task", "task", id.to_string(), e))?;
-                load_task(conn, id)
+                let task = transition_task_in(conn, id, transition)?;
+                let appended = append_event_in(conn, &event)?;
+                Ok((task, appended))
             })
         })
         .await
