@@ -88,6 +88,32 @@ async fn a_multi_primary_mesh_reaches_running_and_deletes_without_leftovers() {
         .unwrap();
     assert!(mesh.config.unwrap().contains("\"traceSampling\":10.0"));
     assert_eq!(mesh.generation, 2);
+    // A new sampling rate rewrites the mesh-wide Telemetry of every primary, and nothing else.
+    let latest = setup.store.list_flows("demo", 1).await.unwrap();
+    let tasks = setup.store.list_tasks(latest[0].id).await.unwrap();
+    let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.starts_with("mesh-config:")),
+        "only the mesh configuration is re-applied: {names:?}"
+    );
+    for cluster in setup.world.clusters() {
+        let ops = mesh_clusters::ClusterOps::new(cluster.name(), cluster.client().await.unwrap());
+        let telemetries = ops
+            .list_labelled_objects(
+                "telemetry.istio.io/v1",
+                "Telemetry",
+                &format!("{}=demo", mesh_core::plan::MESH_LABEL),
+            )
+            .await
+            .unwrap();
+        assert_eq!(telemetries.len(), 1, "{}", cluster.name());
+        assert_eq!(
+            telemetries[0]["spec"]["tracing"][0]["randomSamplingPercentage"],
+            10.0,
+            "{}",
+            cluster.name()
+        );
+    }
 
     // Before the delete the control plane's webhook is there (so the check after it means something).
     for cluster in setup.world.clusters() {

@@ -14,9 +14,11 @@ pub mod runner;
 mod tasks;
 pub mod upgrade;
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use mesh_core::ClusterName;
+use mesh_core::plan::Stage;
 use mesh_core::spec::MeshSpec;
 
 pub use runner::{FlowInput, FlowRunner, RunnerConfig, load_spec};
@@ -277,13 +279,25 @@ fn link_tasks(spec: &MeshSpec) -> Vec<TaskKind> {
     tasks
 }
 
-/// The tasks that re-apply a changed configuration.
-pub fn reconfigure_tasks(spec: &MeshSpec) -> Vec<TaskKind> {
+/// The tasks that re-apply a changed configuration: per cluster, only the stages the change
+/// touched (see [`mesh_core::plan::changed_stages`]) — a new sampling rate rewrites the mesh-wide
+/// `Telemetry` and leaves the control plane alone. No touched stage, no task.
+pub fn reconfigure_tasks(spec: &MeshSpec, stages: &BTreeSet<Stage>) -> Vec<TaskKind> {
+    let control_plane = stages.contains(&Stage::Trust) || stages.contains(&Stage::ControlPlane);
+    let gateway = stages.contains(&Stage::EastWestGateway);
+    let mesh_config = stages.contains(&Stage::MeshConfig) || stages.contains(&Stage::Injection);
     let mut tasks = Vec::new();
     for cluster in install_order(spec) {
-        tasks.push(TaskKind::ControlPlane(cluster.clone()));
-        tasks.push(TaskKind::WaitControlPlane(cluster.clone()));
-        tasks.push(TaskKind::MeshConfig(cluster));
+        if control_plane {
+            tasks.push(TaskKind::ControlPlane(cluster.clone()));
+            tasks.push(TaskKind::WaitControlPlane(cluster.clone()));
+        }
+        if gateway && spec.needs_east_west_gateway(&cluster) {
+            tasks.push(TaskKind::Gateway(cluster.clone()));
+        }
+        if mesh_config {
+            tasks.push(TaskKind::MeshConfig(cluster));
+        }
     }
     tasks
 }

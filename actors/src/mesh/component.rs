@@ -554,10 +554,12 @@ impl MeshComponent {
             ));
         }
         let mut spec = load_spec(store, &mesh).await?;
+        let before = spec.config.clone();
         change(&mut spec.config);
         if let Err(errors) = spec.validate(self.catalog.as_ref()) {
             return reject(describe_errors(&errors));
         }
+        let stages = mesh_core::plan::changed_stages(&before, &spec.config);
         let expected = command.expected_generation.unwrap_or(mesh.generation);
         let config_text =
             serde_json::to_string(&spec.config).map_err(|e| ActorError::Message(e.to_string()))?;
@@ -586,7 +588,7 @@ impl MeshComponent {
         };
         Ok(Decision::Start {
             def_name: defs::RECONFIGURE,
-            tasks: reconfigure_tasks(&spec),
+            tasks: reconfigure_tasks(&spec, &stages),
             announce: Some(
                 MeshConfigUpdated {
                     generation: updated.generation,

@@ -105,9 +105,11 @@ pub(crate) fn istio_resource(
             "multiCluster": {"clusterName": member.name.as_str()},
             "network": member.network_name(),
         },
+        // Trace sampling is not set here: the mesh-wide `Telemetry` carries it, so a change of
+        // sampling reaches the proxies at once and touches the mesh configuration only, never the
+        // control plane.
         "meshConfig": {
             "outboundTrafficPolicy": {"mode": config.outbound_traffic_policy.as_str()},
-            "defaultConfig": {"tracing": {"sampling": config.trace_sampling}},
         },
     });
     let mut istio_spec = json!({

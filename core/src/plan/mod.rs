@@ -12,6 +12,8 @@
 //!   what to wait for between groups (see [`Stage`]).
 //! - [`remote_secret_targets`], [`remote_secret`], [`reader_access`], [`render_remote_kubeconfig`]:
 //!   cross-cluster discovery (who holds whose kubeconfig, and the reader it authenticates as).
+//! - [`changed_stages`]: which stages a configuration change touches, so a reconfiguration
+//!   re-applies those and nothing else.
 //! - [`managed_kinds`] and [`managed_selector`]: what a cleanup sweep lists and deletes. Every
 //!   object carries [`MANAGED_BY_LABEL`]` = `[`MANAGED_BY_VALUE`] and [`MESH_LABEL`]` = <mesh>`.
 //!
@@ -34,6 +36,8 @@ mod remote;
 
 #[cfg(test)]
 mod tests;
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +64,7 @@ use crate::catalog::{CatalogError, IstioVersion};
 use crate::mode::MeshMode;
 use crate::names::{ClusterName, MeshName};
 use crate::pki::CaBundle;
-use crate::spec::{MemberSpec, MeshSpec};
+use crate::spec::{MemberSpec, MeshConfig, MeshSpec, Replicas};
 use control_plane::RemoteControlPlane;
 
 /// Why a plan could not be made.
@@ -239,6 +243,39 @@ fn remote_control_plane<'a>(
         });
     }
     Ok(Some(RemoteControlPlane { primary, address }))
+}
+
+/// The stages whose objects differ between two configurations of a mesh: what a reconfiguration
+/// re-applies, and nothing more. Trace sampling lives in the mesh-wide `Telemetry` (mesh
+/// configuration); the outbound traffic policy and istiod's replicas in the Sail `Istio` (control
+/// plane); the east-west gateway's replicas in its Deployment; injection namespaces in namespace
+/// labels; the drift policy in mesh-manager alone. Every field is named here, so a new one does not
+/// compile until it is placed.
+pub fn changed_stages(old: &MeshConfig, new: &MeshConfig) -> BTreeSet<Stage> {
+    let MeshConfig {
+        outbound_traffic_policy,
+        trace_sampling,
+        auto_injection_namespaces,
+        replicas: Replicas {
+            istiod,
+            eastwest_gateway,
+        },
+        drift_policy: _,
+    } = new;
+    let mut stages = BTreeSet::new();
+    if old.trace_sampling.to_bits() != trace_sampling.to_bits() {
+        stages.insert(Stage::MeshConfig);
+    }
+    if old.outbound_traffic_policy != *outbound_traffic_policy || old.replicas.istiod != *istiod {
+        stages.insert(Stage::ControlPlane);
+    }
+    if old.replicas.eastwest_gateway != *eastwest_gateway {
+        stages.insert(Stage::EastWestGateway);
+    }
+    if old.auto_injection_namespaces != *auto_injection_namespaces {
+        stages.insert(Stage::Injection);
+    }
+    stages
 }
 
 /// The changes `cluster` needs to be a working member of the mesh, in apply order (ordered by

@@ -315,9 +315,9 @@ fn config_reaches_the_control_plane_and_telemetry() {
         values["meshConfig"]["outboundTrafficPolicy"]["mode"],
         "REGISTRY_ONLY"
     );
-    assert_eq!(
-        values["meshConfig"]["defaultConfig"]["tracing"]["sampling"],
-        12.5
+    assert!(
+        values["meshConfig"].get("defaultConfig").is_none(),
+        "sampling lives in the Telemetry only: {values}"
     );
     assert_eq!(
         values["pilot"],
@@ -881,5 +881,80 @@ fn kubeconfigs_refuse_bad_inputs() {
                 .starts_with("failed to render the kubeconfig for cluster east"),
             "{err}"
         );
+    }
+}
+
+#[test]
+fn a_configuration_change_touches_the_stages_that_hold_what_changed() {
+    use std::collections::BTreeSet;
+    let old = multi_primary().config;
+    let stages = |change: &dyn Fn(&mut crate::spec::MeshConfig)| {
+        let mut new = old.clone();
+        change(&mut new);
+        changed_stages(&old, &new)
+    };
+    assert_eq!(
+        stages(&|_| {}),
+        BTreeSet::new(),
+        "no change, nothing to apply"
+    );
+    assert_eq!(
+        stages(&|c| c.trace_sampling = 42.0),
+        BTreeSet::from([Stage::MeshConfig])
+    );
+    assert_eq!(
+        stages(&|c| c.outbound_traffic_policy = crate::spec::OutboundTrafficPolicy::RegistryOnly),
+        BTreeSet::from([Stage::ControlPlane])
+    );
+    assert_eq!(
+        stages(&|c| c.replicas.istiod = 3),
+        BTreeSet::from([Stage::ControlPlane])
+    );
+    assert_eq!(
+        stages(&|c| c.replicas.eastwest_gateway = 2),
+        BTreeSet::from([Stage::EastWestGateway])
+    );
+    assert_eq!(
+        stages(&|c| {
+            c.auto_injection_namespaces
+                .insert("a".into(), vec!["shop".into()]);
+        }),
+        BTreeSet::from([Stage::Injection])
+    );
+    assert_eq!(
+        stages(&|c| c.drift_policy = crate::spec::DriftPolicy::Report),
+        BTreeSet::new(),
+        "the drift policy lives in mesh-manager only"
+    );
+
+    // What each stage holds, checked on the plans themselves: a change outside the stages named
+    // leaves every other stage's objects as they were.
+    let spec = multi_primary();
+    for (change, touched) in [
+        (
+            Box::new(|c: &mut crate::spec::MeshConfig| c.trace_sampling = 42.0)
+                as Box<dyn Fn(&mut crate::spec::MeshConfig)>,
+            Stage::MeshConfig,
+        ),
+        (
+            Box::new(|c: &mut crate::spec::MeshConfig| c.replicas.istiod = 3),
+            Stage::ControlPlane,
+        ),
+        (
+            Box::new(|c: &mut crate::spec::MeshConfig| c.replicas.eastwest_gateway = 2),
+            Stage::EastWestGateway,
+        ),
+    ] {
+        let mut changed = spec.clone();
+        change(&mut changed.config);
+        let before = plan(&spec, "a", &inputs());
+        let after = plan(&changed, "a", &inputs());
+        let differing: BTreeSet<Stage> = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| b != a)
+            .map(|(b, _)| b.stage())
+            .collect();
+        assert_eq!(differing, BTreeSet::from([touched]), "{touched:?}");
     }
 }
