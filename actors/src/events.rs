@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mesh_bus::{Bus, EventEnvelope};
 use mesh_schema::Store;
 use mesh_schema::models::NewEvent;
-use mesh_schema::store::flow::{FlowTransition, TaskTransition};
+use mesh_schema::store::flow::{FlowStepEffects, FlowTransition, TaskTransition};
 
 use crate::error::ActorError;
 use crate::observe::Observer;
@@ -59,17 +59,19 @@ impl EventSink {
         Ok(())
     }
 
-    /// Moves flow `flow_id` to `transition` and records `event` announcing it, both in one
-    /// transaction, then publishes the event: whoever sees the event finds the flow already there.
+    /// Moves flow `flow_id` to `transition` and records `event` announcing it, with `effects`,
+    /// all in one transaction, then publishes the event: whoever sees the event finds the flow
+    /// (and its command and mesh) already there.
     pub async fn emit_with_flow_transition(
         &self,
         event: EventEnvelope,
         flow_id: i64,
         transition: FlowTransition,
+        effects: FlowStepEffects,
     ) -> Result<(), ActorError> {
         let record = history_record(&event, Some(flow_id))?;
         self.store
-            .transition_flow_announcing(flow_id, transition, record)
+            .transition_flow_announcing(flow_id, transition, record, effects)
             .await?;
         self.announce(&event).await;
         Ok(())

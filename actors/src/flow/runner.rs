@@ -12,7 +12,7 @@ use mesh_core::{
     ClusterName, ClusterRole, CommandStatus, FlowStatus, MeshMode, MeshName, TaskStatus, TenantId,
 };
 use mesh_schema::models::{FlowRecord, MeshRecord, TaskRecord};
-use mesh_schema::store::flow::{FlowTransition, TaskTransition};
+use mesh_schema::store::flow::{FlowStepEffects, FlowTransition, TaskTransition};
 use mesh_schema::store::mesh::MeshStatusChange;
 use mesh_schema::{Store, TenantScope};
 use serde::{Deserialize, Serialize};
@@ -381,6 +381,7 @@ impl FlowRunner {
                     log_line: None,
                     fence_epoch: Some(self.config.epoch),
                 },
+                FlowStepEffects::default(),
             )
             .await?;
         let context = TaskContext {
@@ -659,14 +660,10 @@ impl FlowRunner {
         } else {
             CommandStatus::Failed
         };
-        self.store
-            .complete_command(
-                &input.command_id,
-                command_status,
-                detail.clone(),
-                Some(flow.id),
-            )
-            .await?;
+        let mut effects = FlowStepEffects {
+            command: Some((input.command_id.clone(), command_status, detail.clone())),
+            mesh_status: None,
+        };
         if let Some((_, succeeded, failed)) = mesh_statuses(&flow.def_name)
             && (flow.def_name != super::defs::DELETE || !ok)
         {
@@ -680,14 +677,7 @@ impl FlowRunner {
                 status: Some(mesh_status.into()),
                 ..MeshStatusChange::default()
             };
-            match self
-                .store
-                .update_mesh_status(&flow.mesh_name, self.config.epoch, change)
-                .await
-            {
-                Ok(_) | Err(mesh_schema::StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            effects.mesh_status = Some((flow.mesh_name.clone(), self.config.epoch, change));
         }
         if flow.def_name == super::defs::DELETE && ok {
             self.emit_once(flow, input, "mesh-deleted", mesh_bus::event::MeshDeleted {})
@@ -712,8 +702,10 @@ impl FlowRunner {
                 detail,
             },
         )?;
-        // The flow turns terminal in the same transaction that records its end, so a client that
-        // reacts to `FlowFinished` with its next command never finds the mesh still busy.
+        // The command's outcome, the mesh's status and the flow's end are recorded in the
+        // transaction that stores `FlowFinished`, so a client that reacts to it with its next
+        // command never finds the mesh still busy, and a worker that dies before it leaves all of
+        // them for the next owner's `finish`.
         self.events
             .emit_with_flow_transition(
                 finished,
@@ -723,6 +715,7 @@ impl FlowRunner {
                     log_line: Some(log_line),
                     fence_epoch: Some(self.config.epoch),
                 },
+                effects,
             )
             .await
     }

@@ -21,6 +21,35 @@ pub struct CommandRecorded {
     pub duplicate: bool,
 }
 
+/// Records a command's outcome (and its flow), inside the caller's transaction.
+pub(crate) fn complete_command_in(
+    conn: &mut AnyConnection,
+    id: &str,
+    status: CommandStatus,
+    result: Option<String>,
+    flow_id: Option<i64>,
+) -> Result<CommandRecord, StoreError> {
+    let changed = diesel::update(command_log::table.find(id))
+        .set((
+            command_log::status.eq(status.as_str()),
+            command_log::result.eq(result),
+            command_log::flow_id.eq(flow_id),
+            command_log::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .map_err(|e| StoreError::query("complete command", "command", id, e))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound {
+            what: "command",
+            key: id.to_owned(),
+        });
+    }
+    load_command(conn, id)?.ok_or(StoreError::NotFound {
+        what: "command",
+        key: id.to_owned(),
+    })
+}
+
 fn load_command(conn: &mut AnyConnection, id: &str) -> Result<Option<CommandRecord>, StoreError> {
     command_log::table
         .find(id)
@@ -63,25 +92,7 @@ impl Store {
     ) -> Result<CommandRecord, StoreError> {
         let id = id.to_owned();
         self.run("complete command", move |conn| {
-            let changed = diesel::update(command_log::table.find(&id))
-                .set((
-                    command_log::status.eq(status.as_str()),
-                    command_log::result.eq(result),
-                    command_log::flow_id.eq(flow_id),
-                    command_log::updated_at.eq(now()),
-                ))
-                .execute(conn)
-                .map_err(|e| StoreError::query("complete command", "command", &id, e))?;
-            if changed == 0 {
-                return Err(StoreError::NotFound {
-                    what: "command",
-                    key: id,
-                });
-            }
-            load_command(conn, &id)?.ok_or(StoreError::NotFound {
-                what: "command",
-                key: id,
-            })
+            complete_command_in(conn, &id, status, result, flow_id)
         })
         .await
     }

@@ -3,9 +3,11 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use mesh_core::{FlowStatus, TaskStatus};
+use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
+use super::command::complete_command_in;
 use super::event::{AppendedEvent, append_event_in};
+use super::mesh::{MeshStatusChange, update_mesh_status_in};
 use super::{Store, StoreError, last_insert_id, now};
 use crate::models::{FlowRecord, NewEvent, NewFlow, NewTask, TaskRecord};
 use crate::schema::{flow, task};
@@ -56,6 +58,16 @@ pub struct TaskTransition {
     pub log_line: Option<String>,
     /// The writer's lease epoch: the write is refused when a newer owner holds the mesh.
     pub fence_epoch: Option<i64>,
+}
+
+/// What a flow step records besides the flow's own row and event, in the same transaction.
+#[derive(Debug, Clone, Default)]
+pub struct FlowStepEffects {
+    /// The command the flow carries out: its id, new status and result.
+    pub command: Option<(String, CommandStatus, Option<String>)>,
+    /// The mesh's new observed status, fenced by the epoch given; a mesh that no longer exists
+    /// is left alone.
+    pub mesh_status: Option<(String, i64, MeshStatusChange)>,
 }
 
 /// Updates task `id` (fenced when the transition says so), inside the caller's transaction.
@@ -265,17 +277,28 @@ impl Store {
         .await
     }
 
-    /// Moves a flow to a new status and appends the event announcing it, in one transaction: the
-    /// history never shows a flow's end before its row does, nor the other way round. The event
-    /// is stored once per event id.
+    /// Moves a flow to a new status and appends the event announcing it, in one transaction with
+    /// `effects` (a flow's end also records its command's outcome and the mesh's status): the
+    /// history never shows a flow's start or end before its rows do, nor the other way round. The
+    /// event is stored once per event id.
     pub async fn transition_flow_announcing(
         &self,
         id: i64,
         transition: FlowTransition,
         event: NewEvent,
+        effects: FlowStepEffects,
     ) -> Result<(FlowRecord, AppendedEvent), StoreError> {
         self.run("update flow and append its event", move |conn| {
             conn.transaction(|conn| {
+                if let Some((command_id, status, result)) = &effects.command {
+                    complete_command_in(conn, command_id, *status, result.clone(), Some(id))?;
+                }
+                if let Some((mesh, epoch, change)) = &effects.mesh_status {
+                    match update_mesh_status_in(conn, mesh, *epoch, change) {
+                        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 let appended = append_event_in(conn, &event)?;
                 let flow = transition_flow_in(conn, id, &transition)?;
                 Ok((flow, appended))

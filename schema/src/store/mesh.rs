@@ -54,6 +54,33 @@ fn load_live(conn: &mut AnyConnection, name: &str) -> Result<Option<MeshRecord>,
         .map_err(|e| StoreError::query("load mesh", "mesh", name, e))
 }
 
+/// Records a mesh's observed status, fenced by `epoch`, inside the caller's transaction.
+pub(crate) fn update_mesh_status_in(
+    conn: &mut AnyConnection,
+    name: &str,
+    epoch: i64,
+    change: &MeshStatusChange,
+) -> Result<MeshRecord, StoreError> {
+    let changed = diesel::update(mesh::table)
+        .filter(mesh::name.eq(name))
+        .filter(mesh::deleted_flag.eq(0))
+        .filter(mesh::owner_epoch.le(epoch))
+        .set((
+            change,
+            mesh::owner_epoch.eq(epoch),
+            mesh::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .map_err(|e| StoreError::query("update mesh status", "mesh", name, e))?;
+    if changed == 0 {
+        return Err(explain_refusal(conn, name, epoch, None));
+    }
+    load_live(conn, name)?.ok_or_else(|| StoreError::NotFound {
+        what: "mesh",
+        key: name.to_owned(),
+    })
+}
+
 /// Tells why a fenced or compare-and-set update changed no row.
 fn explain_refusal(
     conn: &mut AnyConnection,
@@ -206,26 +233,7 @@ impl Store {
     ) -> Result<MeshRecord, StoreError> {
         let name = name.to_owned();
         self.run("update mesh status", move |conn| {
-            conn.transaction(|conn| {
-                let changed = diesel::update(mesh::table)
-                    .filter(mesh::name.eq(&name))
-                    .filter(mesh::deleted_flag.eq(0))
-                    .filter(mesh::owner_epoch.le(epoch))
-                    .set((
-                        &change,
-                        mesh::owner_epoch.eq(epoch),
-                        mesh::updated_at.eq(now()),
-                    ))
-                    .execute(conn)
-                    .map_err(|e| StoreError::query("update mesh status", "mesh", &name, e))?;
-                if changed == 0 {
-                    return Err(explain_refusal(conn, &name, epoch, None));
-                }
-                load_live(conn, &name)?.ok_or_else(|| StoreError::NotFound {
-                    what: "mesh",
-                    key: name.clone(),
-                })
-            })
+            conn.transaction(|conn| update_mesh_status_in(conn, &name, epoch, &change))
         })
         .await
     }
