@@ -12,9 +12,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use mesh_bus::command::{ClusterSpec, CreateMesh, SamplingPercent, SetTraceSampling};
+use mesh_bus::command::{SamplingPercent, SetTraceSampling};
 use mesh_bus::{Bus, BusConfig, CommandEnvelope, NatsBus};
-use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId};
+use mesh_core::MeshName;
 use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store, TenantScope};
 
 /// Polls `check` (database errors count as "not yet": the server may be restarting).
@@ -78,15 +78,6 @@ async fn a_database_restart_while_an_install_waits_loses_nothing() {
         .await
         .unwrap();
     support::register_world(&store, &world, "acme").await;
-    let members = world
-        .clusters()
-        .iter()
-        .map(|cluster| ClusterSpec {
-            name: ClusterName::new(cluster.name()).unwrap(),
-            role: ClusterRole::Master,
-            network: format!("net-{}", cluster.name()),
-        })
-        .collect();
     let root = mesh_testkit::nats::unique_root();
     // The worker has its own pool, as its own process would.
     let _worker = support::spawn_worker(
@@ -98,22 +89,12 @@ async fn a_database_restart_while_an_install_waits_loses_nothing() {
     let publisher = NatsBus::connect(nats.url(), BusConfig::with_root(root))
         .await
         .unwrap();
-    let tenant = TenantId::new("acme").unwrap();
+    let tenant = support::harness::tenant();
     let mesh = MeshName::new("dbrestart").unwrap();
-    let create = CommandEnvelope::command(
-        tenant.clone(),
-        mesh.clone(),
-        "test",
-        CreateMesh {
-            title: "dbrestart".into(),
-            region: "sim".into(),
-            version: "1.30.3".into(),
-            mode: MeshMode::MultiPrimary,
-            clusters: members,
-            config: serde_json::json!({}),
-        },
-    )
-    .unwrap();
+    let create = support::harness::multi_primary_command(
+        "dbrestart",
+        &support::harness::cluster_names(&world),
+    );
     publisher.publish_command(&create).await.unwrap();
 
     // Restart the database while the install waits for a control plane.

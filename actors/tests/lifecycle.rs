@@ -21,17 +21,8 @@ use mesh_testkit::mariadb::TestDatabase;
 #[actix_rt::test]
 async fn a_multi_primary_mesh_reaches_running_and_deletes_without_leftovers() {
     let setup = setup(3, true, true).await;
-    let names: Vec<String> = setup
-        .world
-        .clusters()
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect();
-    let members: Vec<(&str, ClusterRole)> = names
-        .iter()
-        .map(|n| (n.as_str(), ClusterRole::Master))
-        .collect();
-    let create = create_command("demo", MeshMode::MultiPrimary, &members);
+    let names = cluster_names(&setup.world);
+    let create = multi_primary_command("demo", &names);
     assert_succeeded(&run_command(&setup, create.clone()).await);
 
     let mesh = setup
@@ -195,12 +186,7 @@ async fn a_multi_primary_mesh_reaches_running_and_deletes_without_leftovers() {
 #[actix_rt::test]
 async fn a_primary_remote_mesh_reaches_running() {
     let setup = setup(3, false, false).await;
-    let names: Vec<String> = setup
-        .world
-        .clusters()
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect();
+    let names = cluster_names(&setup.world);
     let members = [
         (names[0].as_str(), ClusterRole::Master),
         (names[1].as_str(), ClusterRole::Remote),
@@ -301,23 +287,8 @@ async fn synced_peers(cluster: &mesh_sim::SimCluster, peers: &[&str]) -> Vec<Str
 #[actix_rt::test]
 async fn adding_a_fourth_cluster_links_it_everywhere_and_removing_it_unlinks_it() {
     let setup = setup(4, false, false).await;
-    let names: Vec<String> = setup
-        .world
-        .clusters()
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect();
-    let members: Vec<(&str, ClusterRole)> = names[..3]
-        .iter()
-        .map(|n| (n.as_str(), ClusterRole::Master))
-        .collect();
-    assert_succeeded(
-        &run_command(
-            &setup,
-            create_command("grow", MeshMode::MultiPrimary, &members),
-        )
-        .await,
-    );
+    let names = cluster_names(&setup.world);
+    assert_succeeded(&run_command(&setup, multi_primary_command("grow", &names[..3])).await);
 
     let fourth = ClusterName::new(names[3].clone()).unwrap();
     let add = cluster_command(
@@ -411,18 +382,9 @@ async fn adding_a_fourth_cluster_links_it_everywhere_and_removing_it_unlinks_it(
 #[actix_rt::test]
 async fn a_refused_cluster_stalls_the_install_visibly_and_clearing_the_fault_lets_it_finish() {
     let setup = setup(2, false, false).await;
-    let names: Vec<String> = setup
-        .world
-        .clusters()
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect();
+    let names = cluster_names(&setup.world);
     setup.world.cluster(1).faults().set_partitioned(true);
-    let members: Vec<(&str, ClusterRole)> = names
-        .iter()
-        .map(|n| (n.as_str(), ClusterRole::Master))
-        .collect();
-    let create = create_command("faulty", MeshMode::MultiPrimary, &members);
+    let create = multi_primary_command("faulty", &names);
     let mut events = setup
         .bus
         .subscribe_events(
@@ -504,17 +466,8 @@ async fn a_worker_killed_mid_install_is_replaced_and_the_install_converges_once(
     let publisher = NatsBus::connect(nats.url(), BusConfig::with_root(root.clone()))
         .await
         .unwrap();
-    let names: Vec<String> = world
-        .clusters()
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect();
-    let members: Vec<(&str, ClusterRole)> = names
-        .iter()
-        .map(|n| (n.as_str(), ClusterRole::Master))
-        .collect();
     publisher
-        .publish_command(&create_command("phoenix", MeshMode::MultiPrimary, &members))
+        .publish_command(&multi_primary_command("phoenix", &cluster_names(&world)))
         .await
         .unwrap();
 
@@ -615,12 +568,7 @@ async fn injection_namespaces_and_the_outbound_policy_are_set_by_their_own_comma
 
     let setup = setup(2, false, false).await;
     install_multi_primary(&setup, "tuned").await;
-    let names: Vec<String> = setup
-        .world
-        .clusters()
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect();
+    let names = cluster_names(&setup.world);
     let ops = |index: usize| cluster_ops(&setup.world, index);
     let get = |kind: &str, api_version: &str, namespace: Option<&str>, name: &str| ObjectRef {
         api_version: api_version.into(),

@@ -14,4 +14,5 @@
 pub mod mariadb;
 pub mod mariadb_server;
 pub mod nats;
+mod process;
 pub mod prometheus;

@@ -12,10 +12,9 @@
 //! returns `None`; with `CI=true` their absence fails the test, never a silent skip.
 
 use std::fmt;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Environment variable naming the `mariadbd` binary.
 pub const BIN_ENV: &str = "MESH_MARIADBD_BIN";
@@ -50,11 +49,6 @@ fn find_on_path(name: &str, extra: &[&str]) -> Option<PathBuf> {
 }
 
 impl MariaDbServer {
-    /// A fresh server; panics with the reason when none can be started.
-    pub fn start() -> Self {
-        Self::try_start().unwrap_or_else(|e| panic!("a private MariaDB server is needed: {e}"))
-    }
-
     /// A fresh server, or `None` (with a note on stderr) when the binaries are missing. With
     /// `CI=true` a missing or failing server panics instead.
     pub fn start_or_skip() -> Option<Self> {
@@ -111,7 +105,7 @@ impl MariaDbServer {
         // A free port can be taken by someone else between probing and binding; try again.
         let mut last_error = String::new();
         for _ in 0..3 {
-            server.port = free_port()?;
+            server.port = crate::process::free_port()?;
             match server.run() {
                 Ok(()) => return Ok(server),
                 Err(error) => last_error = error,
@@ -153,12 +147,6 @@ impl MariaDbServer {
             .unwrap_or_else(|e| panic!("the private MariaDB server did not start again: {e}"));
     }
 
-    /// Kills the server and starts it again on the same port and data.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.start_again();
-    }
-
     fn run(&mut self) -> Result<(), String> {
         let dir = self.folder.path();
         let log = dir.join("mariadbd.log");
@@ -180,26 +168,18 @@ impl MariaDbServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
-        self.child = Some(child);
-        let address = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let started = Instant::now();
-        loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                self.child = None;
-                return Err(format!("mariadbd exited with {status}: {}", tail(&log)));
-            }
-            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                self.kill();
-                return Err(format!(
-                    "mariadbd did not accept connections on {address} within {READY_TIMEOUT:?}: {}",
-                    tail(&log)
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut child = child;
+        let ready = crate::process::wait_until_listening(
+            &mut child,
+            "mariadbd",
+            self.port,
+            &log,
+            READY_TIMEOUT,
+        );
+        if ready.is_ok() {
+            self.child = Some(child);
         }
+        ready
     }
 }
 
@@ -207,16 +187,4 @@ impl Drop for MariaDbServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-/// The last lines of the server's log, for error messages.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(5)..].join(" | ")
 }

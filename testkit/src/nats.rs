@@ -12,11 +12,10 @@
 //! `CI=true` that is the same failure, never a silent skip.
 
 use std::fmt;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Environment variable naming a running NATS server to use instead of starting one.
 pub const URL_ENV: &str = "MESH_TEST_NATS_URL";
@@ -191,14 +190,8 @@ fn find_binary() -> Result<PathBuf, NatsUnavailable> {
     })
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    Ok(port)
-}
-
 fn spawn(binary: &Path) -> Result<NatsServer, String> {
-    let port = free_port()?;
+    let port = crate::process::free_port()?;
     let storage = tempfile::Builder::new()
         .prefix("mesh-nats-")
         .tempdir()
@@ -231,40 +224,20 @@ fn run_server(binary: &Path, port: u16, storage: &Path) -> Result<Child, String>
         .stderr(log_err)
         .spawn()
         .map_err(|e| format!("cannot run it: {e}"))?;
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let started = Instant::now();
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("it exited with {status}: {}", tail(&log_path)));
-        }
-        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-            break;
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "it did not accept connections on {address} within {READY_TIMEOUT:?}: {}",
-                tail(&log_path)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    crate::process::wait_until_listening(
+        &mut child,
+        "nats-server",
+        port,
+        &log_path,
+        READY_TIMEOUT,
+    )?;
     Ok(child)
-}
-
-/// The last lines of the server's log, for error messages.
-fn tail(path: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut file) = std::fs::File::open(path) {
-        let _ = file.read_to_string(&mut text);
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::TcpStream;
+
     use super::*;
 
     #[test]

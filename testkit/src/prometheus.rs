@@ -5,7 +5,6 @@
 //! `apt-get install prometheus`). [`prometheus_binary`] says why there is none, so a test can
 //! fail under `CI=true` and explain itself otherwise.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,14 +37,6 @@ pub fn prometheus_binary() -> Result<PathBuf, String> {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("prometheus test helper")
-        .local_addr()
-        .expect("prometheus test helper")
-        .port()
-}
-
 /// A Prometheus process with its own configuration and storage, killed on drop.
 pub struct Prometheus {
     child: Child,
@@ -75,7 +66,7 @@ impl Prometheus {
         std::fs::write(&config_path, config).expect("prometheus test helper");
         let log = std::fs::File::create(dir.path().join("prometheus.log"))
             .expect("prometheus test helper");
-        let port = free_port();
+        let port = crate::process::free_port().expect("prometheus test helper");
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
@@ -93,10 +84,7 @@ impl Prometheus {
 
     /// The last lines of Prometheus's log, for failure messages.
     pub fn log(&self) -> String {
-        let log =
-            std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        crate::process::last_lines(&self.dir.path().join("prometheus.log"), 20).join("\n")
     }
 
     /// `GET <path>` on Prometheus's HTTP API: the status code and the body.

@@ -121,19 +121,27 @@ pub fn create_command(
     .unwrap()
 }
 
-/// Creates a multi-primary mesh over every cluster of the world and waits until it succeeded.
-pub async fn install_multi_primary(setup: &Setup, mesh: &str) {
-    let names: Vec<String> = setup
-        .world
+/// The names of the world's clusters, in order.
+pub fn cluster_names(world: &World) -> Vec<String> {
+    world
         .clusters()
         .iter()
         .map(|c| c.name().to_owned())
-        .collect();
-    let members: Vec<(&str, ClusterRole)> = names
+        .collect()
+}
+
+/// The command creating a multi-primary mesh whose primaries are `clusters`.
+pub fn multi_primary_command(mesh: &str, clusters: &[String]) -> CommandEnvelope {
+    let members: Vec<(&str, ClusterRole)> = clusters
         .iter()
         .map(|n| (n.as_str(), ClusterRole::Master))
         .collect();
-    let create = create_command(mesh, MeshMode::MultiPrimary, &members);
+    create_command(mesh, MeshMode::MultiPrimary, &members)
+}
+
+/// Creates a multi-primary mesh over every cluster of the world and waits until it succeeded.
+pub async fn install_multi_primary(setup: &Setup, mesh: &str) {
+    let create = multi_primary_command(mesh, &cluster_names(&setup.world));
     assert_succeeded(&run_command(setup, create).await);
 }
 
