@@ -5,6 +5,7 @@
 //! - end-to-end throughput of a light command (`SetTraceSampling` on single-cluster meshes whose
 //!   simulated clusters answer at once), publish to committed effect (`FlowFinished`), with 1, 2
 //!   and 3 workers; then the same with 20 ms of simulated API latency (I/O-bound);
+//! - for one worker, when each event of a command arrives on average (where the time goes);
 //! - failover: from killing the owner of a partition to that partition's meshes making progress
 //!   again (a command accepted), p50/p99 over the cycles, next to the lease TTL.
 //!
@@ -144,16 +145,39 @@ fn raw_mariadb(url: &str, seconds: f64) -> anyhow::Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Keeps one sampling command in flight per mesh for `seconds`; returns completed flows per second.
-async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::Result<f64> {
+/// What one measurement saw: completed flows per second, and when each kind of event of a command
+/// arrived on average, in milliseconds after the command was published.
+struct Measured {
+    rate: f64,
+    stages: Vec<(String, f64)>,
+}
+
+impl Measured {
+    /// The stages in the order they happen, as one line.
+    fn stages_line(&self) -> String {
+        let mut stages = self.stages.clone();
+        stages.sort_by(|a, b| a.1.total_cmp(&b.1));
+        stages
+            .iter()
+            .map(|(kind, ms)| format!("{kind} {ms:.1} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Keeps one sampling command in flight per mesh for `seconds`.
+async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::Result<Measured> {
     let mut events = bus
         .subscribe_events(EventFilter::Tenant(tenant()), StartAt::New)
         .await?;
     let mut in_flight: BTreeMap<String, uuid::Uuid> = BTreeMap::new();
+    let mut sent_at: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut stages: BTreeMap<String, (f64, u64)> = BTreeMap::new();
     let mut percent = 0.0;
     for mesh in meshes {
         let command = sampling(mesh, percent)?;
         in_flight.insert(mesh.clone(), command.correlation_id);
+        sent_at.insert(mesh.clone(), Instant::now());
         bus.publish_command(&command).await?;
     }
     let started = Instant::now();
@@ -168,20 +192,33 @@ async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::R
             Event::FlowFinished(_) | Event::CommandRejected(_)
         );
         let mesh = envelope.mesh.to_string();
-        if finished && in_flight.get(&mesh) == Some(&envelope.correlation_id) {
+        let current = in_flight.get(&mesh) == Some(&envelope.correlation_id);
+        if let Some(sent) = sent_at.get(&mesh).filter(|_| current) {
+            let stage = stages.entry(envelope.kind().to_owned()).or_default();
+            stage.0 += sent.elapsed().as_secs_f64() * 1000.0;
+            stage.1 += 1;
+        }
+        if finished && current {
             if matches!(envelope.body, Event::FlowFinished(_)) {
                 done += 1;
             }
             percent = (percent + 1.0) % 100.0;
             let command = sampling(&mesh, percent)?;
-            in_flight.insert(mesh, command.correlation_id);
+            in_flight.insert(mesh.clone(), command.correlation_id);
+            sent_at.insert(mesh, Instant::now());
             bus.publish_command(&command).await?;
         }
     }
     let rate = done as f64 / started.elapsed().as_secs_f64();
     // Let the last commands drain before the next measurement.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    Ok(rate)
+    Ok(Measured {
+        rate,
+        stages: stages
+            .into_iter()
+            .map(|(kind, (total, count))| (kind, total / count as f64))
+            .collect(),
+    })
 }
 
 #[actix_rt::main]
@@ -302,11 +339,15 @@ async fn main() -> anyhow::Result<()> {
         }
         // Let the new worker take its share (one lease period).
         tokio::time::sleep(LEASE_TTL * 2).await;
-        let rate = throughput(&bus, &meshes, seconds).await?;
+        let measured = throughput(&bus, &meshes, seconds).await?;
         println!(
-            "light command end to end, {count} worker(s): {rate:.1} commands/s ({:.1}% of the lower raw limit)",
-            100.0 * rate / raw_js.min(raw_db)
+            "light command end to end, {count} worker(s): {:.1} commands/s ({:.1}% of the lower raw limit)",
+            measured.rate,
+            100.0 * measured.rate / raw_js.min(raw_db)
         );
+        if count == 1 {
+            println!("  events after publish: {}", measured.stages_line());
+        }
     }
     for cluster in world.clusters() {
         cluster.faults().set_latency(Duration::from_millis(20));
@@ -319,9 +360,15 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         tokio::time::sleep(LEASE_TTL * 2).await;
-        let rate = throughput(&bus, &meshes, seconds).await?;
-        println!("I/O-bound command (20 ms API latency), {count} worker(s): {rate:.1} commands/s");
-        io_rates.push(rate);
+        let measured = throughput(&bus, &meshes, seconds).await?;
+        println!(
+            "I/O-bound command (20 ms API latency), {count} worker(s): {:.1} commands/s",
+            measured.rate
+        );
+        if count == 1 {
+            println!("  events after publish: {}", measured.stages_line());
+        }
+        io_rates.push(measured.rate);
         if count == 1 {
             workers.push(ThreadWorker::start(
                 "w2b".into(),

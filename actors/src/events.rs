@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use mesh_bus::{Bus, EventEnvelope};
 use mesh_schema::Store;
-use mesh_schema::models::NewEvent;
+use mesh_schema::models::{FlowRecord, NewEvent, NewFlow};
 use mesh_schema::store::flow::{FlowStepEffects, FlowTransition, TaskTransition};
+use mesh_schema::store::mesh::MeshSpecUpdate;
 
 use crate::error::ActorError;
 use crate::observe::Observer;
@@ -75,6 +76,31 @@ impl EventSink {
             .await?;
         self.announce(&event).await;
         Ok(())
+    }
+
+    /// Accepts command `command_id` in one transaction (its desired-state change `spec`, its flow
+    /// with `tasks`, and `events` announcing them), then publishes the events: whoever sees the
+    /// acceptance finds the flow and the new desired state already there.
+    pub async fn start_flow_announcing(
+        &self,
+        command_id: &str,
+        spec: Option<MeshSpecUpdate>,
+        flow: NewFlow,
+        tasks: Vec<String>,
+        events: Vec<EventEnvelope>,
+    ) -> Result<FlowRecord, ActorError> {
+        let records = events
+            .iter()
+            .map(|event| history_record(event, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let flow = self
+            .store
+            .start_flow_announcing(command_id, spec, flow, tasks, records)
+            .await?;
+        for event in &events {
+            self.announce(event).await;
+        }
+        Ok(flow)
     }
 
     /// Moves task `task_id` (of flow `flow_id`) to `transition` and records `event` announcing

@@ -10,7 +10,7 @@ use support::harness::*;
 use std::time::Duration;
 
 use futures::StreamExt;
-use mesh_bus::command::{ClusterSpec, DeleteMesh, SetTraceSampling};
+use mesh_bus::command::{ClusterSpec, DeleteMesh, SamplingPercent, SetTraceSampling};
 use mesh_bus::{Bus, BusConfig, CommandEnvelope, Event, EventFilter, NatsBus, StartAt};
 use mesh_core::plan::managed_kinds;
 use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName};
@@ -266,6 +266,66 @@ async fn a_single_cluster_mesh_reaches_running_and_bad_commands_are_rejected() {
         ),
         other => panic!("expected a rejection, got {other:?}"),
     }
+
+    // A configuration change decided against an old generation is refused whole: no flow, no
+    // change of the desired state.
+    let generation = setup
+        .store
+        .get_mesh(&TenantScope::All, "solo")
+        .await
+        .unwrap()
+        .unwrap()
+        .generation;
+    let flows_before = setup.store.list_flows("solo", 100).await.unwrap().len();
+    let mut stale = cluster_command(
+        "solo",
+        SetTraceSampling {
+            percent: SamplingPercent::new(42.0).unwrap(),
+        },
+    );
+    stale.expected_generation = Some(generation - 1);
+    match run_command(&setup, stale).await {
+        Event::CommandRejected(rejected) => assert!(
+            rejected.reason.contains(&format!(
+                "is at generation {generation}, not {}",
+                generation - 1
+            )),
+            "{}",
+            rejected.reason
+        ),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    let mesh = setup
+        .store
+        .get_mesh(&TenantScope::All, "solo")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mesh.generation, generation);
+    assert!(!mesh.config.unwrap_or_default().contains("42"));
+    assert_eq!(
+        setup.store.list_flows("solo", 100).await.unwrap().len(),
+        flows_before
+    );
+    // The same change at the current generation is carried out.
+    let mut current = cluster_command(
+        "solo",
+        SetTraceSampling {
+            percent: SamplingPercent::new(42.0).unwrap(),
+        },
+    );
+    current.expected_generation = Some(generation);
+    assert_succeeded(&run_command(&setup, current).await);
+    assert_eq!(
+        setup
+            .store
+            .get_mesh(&TenantScope::All, "solo")
+            .await
+            .unwrap()
+            .unwrap()
+            .generation,
+        generation + 1
+    );
 }
 
 fn cluster_command(mesh: &str, command: impl Into<mesh_bus::Command>) -> CommandEnvelope {

@@ -826,6 +826,7 @@ async fn a_worker_lost_right_after_closing_the_upgrade_leaves_its_successor_a_cl
                 status: FlowStatus::Running,
                 log_line: None,
                 fence_epoch: None,
+                processor: None,
             },
         )
         .await

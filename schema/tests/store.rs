@@ -11,7 +11,7 @@ use mesh_core::{CommandStatus, FlowStatus, TaskStatus, TenantId};
 use mesh_schema::models::{NewCommand, NewEvent, NewFlow, NewMemberCluster, NewMesh, NewTask};
 use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::store::flow::{FlowTransition, TaskTransition};
-use mesh_schema::store::mesh::{MeshSpecChange, MeshStatusChange};
+use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate, MeshStatusChange};
 use mesh_schema::{StoreError, TenantScope};
 
 fn new_mesh(tenant: &str, name: &str) -> NewMesh {
@@ -428,6 +428,7 @@ async fn flows_and_tasks_record_every_transition(h: Harness) {
                 status: FlowStatus::Running,
                 log_line: Some("started".into()),
                 fence_epoch: None,
+                processor: None,
             },
         )
         .await
@@ -493,6 +494,7 @@ async fn flows_and_tasks_record_every_transition(h: Harness) {
                 status: FlowStatus::RolledBack,
                 log_line: Some("rolled back".into()),
                 fence_epoch: None,
+                processor: None,
             },
         )
         .await
@@ -731,6 +733,7 @@ async fn flow_and_task_writes_of_a_stale_owner_are_refused(h: Harness) {
                 status: FlowStatus::Running,
                 log_line: None,
                 fence_epoch: Some(4),
+                processor: None,
             },
         )
         .await
@@ -778,13 +781,145 @@ async fn flow_and_task_writes_of_a_stale_owner_are_refused(h: Harness) {
                 status: FlowStatus::Running,
                 log_line: None,
                 fence_epoch: Some(5),
+                processor: None,
             },
         )
         .await
         .unwrap();
 }
 
+async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
+    let store = &h.store;
+    store.create_mesh(new_mesh("t1", "acc")).await.unwrap();
+    let command = |n: u32| NewCommand {
+        command_id: format!("0192f0c2-0000-7000-8000-00000000010{n}"),
+        tenant_id: "t1".into(),
+        mesh_name: "acc".into(),
+        kind: "SetTraceSampling".into(),
+        status: CommandStatus::Accepted.as_str().into(),
+    };
+    let flow = || NewFlow {
+        tenant_id: "t1".into(),
+        mesh_name: "acc".into(),
+        name: "reconfigure-acc".into(),
+        def_name: "reconfigure".into(),
+        status: FlowStatus::Pending.as_str().into(),
+        input: "{}".into(),
+        processor: "w1".into(),
+    };
+    let change = |generation: i64, config: &str| MeshSpecUpdate {
+        mesh: "acc".into(),
+        expected_generation: generation,
+        epoch: 0,
+        change: MeshSpecChange {
+            config: Some(config.into()),
+            ..MeshSpecChange::default()
+        },
+    };
+    let generation = store
+        .get_mesh(&TenantScope::All, "acc")
+        .await
+        .unwrap()
+        .unwrap()
+        .generation;
+
+    store.record_command(command(1)).await.unwrap();
+    let accepted = store
+        .start_flow_announcing(
+            &command(1).command_id,
+            Some(change(generation, r#"{"traceSampling":5.0}"#)),
+            flow(),
+            vec!["telemetry:east".into(), "verify".into()],
+            vec![
+                event("acc-1", "acc", "CommandAccepted"),
+                event("acc-2", "acc", "MeshConfigUpdated"),
+            ],
+        )
+        .await
+        .unwrap();
+    let mesh = store
+        .get_mesh(&TenantScope::All, "acc")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mesh.generation, generation + 1);
+    assert_eq!(mesh.config.as_deref(), Some(r#"{"traceSampling":5.0}"#));
+    let tasks = store.list_tasks(accepted.id).await.unwrap();
+    assert_eq!(
+        tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["telemetry:east", "verify"]
+    );
+    assert_eq!(
+        store
+            .get_command(&command(1).command_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .flow_id,
+        Some(accepted.id)
+    );
+    let history = store.list_events("acc", 0, 10).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| (e.kind.as_str(), e.flow_id))
+            .collect::<Vec<_>>(),
+        [
+            ("CommandAccepted", Some(accepted.id)),
+            ("MeshConfigUpdated", Some(accepted.id))
+        ],
+        "both events belong to the flow, in order"
+    );
+    let snapshot = store.event_snapshot("acc").await.unwrap();
+    assert_eq!(snapshot.len(), 2);
+    assert_eq!(snapshot[1]["id"], "acc-2");
+
+    // Decided against the old generation: nothing of it lands.
+    store.record_command(command(2)).await.unwrap();
+    let stale = store
+        .start_flow_announcing(
+            &command(2).command_id,
+            Some(change(generation, r#"{"traceSampling":9.0}"#)),
+            flow(),
+            vec!["telemetry:east".into()],
+            vec![event("acc-3", "acc", "CommandAccepted")],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stale, StoreError::GenerationConflict { actual, .. } if actual == generation + 1),
+        "{stale:?}"
+    );
+    assert_eq!(
+        store.list_flows("acc", 10).await.unwrap().len(),
+        1,
+        "no flow left behind"
+    );
+    assert_eq!(
+        store.list_events("acc", 0, 10).await.unwrap().len(),
+        2,
+        "no event"
+    );
+    assert_eq!(store.event_snapshot("acc").await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .get_command(&command(2).command_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .flow_id,
+        None
+    );
+    let mesh = store
+        .get_mesh(&TenantScope::All, "acc")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mesh.config.as_deref(), Some(r#"{"traceSampling":5.0}"#));
+}
+
 on_every_backend!(
+    a_command_is_accepted_whole_or_not_at_all,
     flow_and_task_writes_of_a_stale_owner_are_refused,
     mesh_secrets_are_sealed_and_bound_to_their_mesh,
     meshes_are_created_read_and_listed_per_tenant,

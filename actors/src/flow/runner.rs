@@ -296,17 +296,8 @@ impl FlowRunner {
                 reason: format!("input of flow {flow_id}: {e}"),
             })?;
         let _active = ActiveFlow::new(&self.control);
-        // Take the mesh over: from now on writes of any older owner are refused.
-        if let Err(error) = self
-            .store
-            .claim_mesh(&flow.mesh_name, self.config.epoch)
-            .await
-        {
-            match error {
-                mesh_schema::StoreError::NotFound { .. } => {}
-                error => return Err(error.into()),
-            }
-        }
+        // The mesh is taken over (writes of any older owner refused from then on) in the
+        // transaction that records the flow's start; see `run_tasks`.
         let heartbeat = self.start_heartbeat(flow_id);
         let outcome = self.run_tasks(&flow, &input).await;
         heartbeat.abort();
@@ -329,7 +320,8 @@ impl FlowRunner {
         let epoch = self.config.epoch;
         let period = self.config.heartbeat;
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(period);
+            // The flow's start records the first heartbeat; this keeps it fresh from then on.
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
                 ticker.tick().await;
                 if let Err(error) = store.heartbeat_flow(flow_id, &processor, Some(epoch)).await {
@@ -352,18 +344,12 @@ impl FlowRunner {
                 ActorError::Message(format!("mesh {} no longer exists", flow.mesh_name))
             })?;
         let spec = load_spec(&self.store, &mesh).await?;
-        if let Some((running, _, _)) = mesh_statuses(&flow.def_name) {
-            self.store
-                .update_mesh_status(
-                    &mesh.name,
-                    self.config.epoch,
-                    MeshStatusChange {
-                        status: Some(running.into()),
-                        ..MeshStatusChange::default()
-                    },
-                )
-                .await?;
-        }
+        // Taking the mesh over (its owner epoch; writes of any older owner are refused from now
+        // on), its running status and the flow's start are one transaction.
+        let claim = MeshStatusChange {
+            status: mesh_statuses(&flow.def_name).map(|(running, _, _)| running.to_owned()),
+            ..MeshStatusChange::default()
+        };
         let started = self.event(
             flow,
             input,
@@ -380,8 +366,12 @@ impl FlowRunner {
                     status: FlowStatus::Running,
                     log_line: None,
                     fence_epoch: Some(self.config.epoch),
+                    processor: Some(self.config.processor.clone()),
                 },
-                FlowStepEffects::default(),
+                FlowStepEffects {
+                    command: None,
+                    mesh_status: Some((mesh.name.clone(), self.config.epoch, claim)),
+                },
             )
             .await?;
         let context = TaskContext {
@@ -714,6 +704,7 @@ impl FlowRunner {
                     status,
                     log_line: Some(log_line),
                     fence_epoch: Some(self.config.epoch),
+                    processor: None,
                 },
                 effects,
             )

@@ -13,7 +13,7 @@ use mesh_bus::{Command, CommandEnvelope, Event, EventEnvelope};
 use mesh_core::spec::{MemberSpec, MeshConfig, MeshSpec, describe_errors};
 use mesh_core::{CommandStatus, FlowStatus, VersionCatalog};
 use mesh_schema::models::{MeshRecord, NewCommand, NewFlow, NewMemberCluster, NewMesh};
-use mesh_schema::store::mesh::MeshSpecChange;
+use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate};
 use mesh_schema::{StoreError, TenantScope};
 
 use crate::error::ActorError;
@@ -46,6 +46,14 @@ enum Decision {
         def_name: &'static str,
         tasks: Vec<TaskKind>,
         announce: Option<Event>,
+    },
+    /// Change the desired state (compared-and-set on its generation) and start a flow carrying
+    /// the change out, in one transaction; a refused compare-and-set rejects the command.
+    Change {
+        spec: MeshSpecUpdate,
+        def_name: &'static str,
+        tasks: Vec<TaskKind>,
+        announce: Event,
     },
     /// The decision recorded its flow itself (in the same transaction as its other effects).
     Recorded {
@@ -131,27 +139,7 @@ impl MeshComponent {
         }
         let decision = self.decide(command, recorded.duplicate).await?;
         match decision {
-            Decision::Reject(reason) => {
-                store
-                    .complete_command(
-                        &command.id.to_string(),
-                        CommandStatus::Rejected,
-                        Some(reason.clone()),
-                        None,
-                    )
-                    .await?;
-                self.emit_for(
-                    command,
-                    CommandRejected {
-                        command: command.kind().to_owned(),
-                        reason: reason.clone(),
-                    },
-                    None,
-                )
-                .await?;
-                tracing::info!(%reason, kind = command.kind(), "command rejected");
-                Ok(Acceptance::Rejected(reason))
-            }
+            Decision::Reject(reason) => self.reject_command(command, reason).await,
             Decision::Defer => Ok(Acceptance::Deferred),
             Decision::Recorded { flow_id, announce } => {
                 self.emit_for(
@@ -172,42 +160,116 @@ impl MeshComponent {
                 tasks,
                 announce,
             } => {
-                let input = FlowInput {
-                    command_id: command.id.to_string(),
-                    command: command.kind().to_owned(),
-                    principal: command.principal.clone(),
-                    correlation_id: command.correlation_id.to_string(),
-                };
-                let flow = store
-                    .start_flow(
-                        &command.id.to_string(),
-                        NewFlow {
-                            tenant_id: command.tenant.to_string(),
-                            mesh_name: command.mesh.to_string(),
-                            name: format!("{def_name}-{}", command.mesh),
-                            def_name: def_name.to_owned(),
-                            status: FlowStatus::Pending.as_str().to_owned(),
-                            input: serde_json::to_string(&input)
-                                .map_err(|e| ActorError::Message(e.to_string()))?,
-                            processor: self.runner.config().processor.clone(),
-                        },
-                        tasks.iter().map(ToString::to_string).collect(),
-                    )
-                    .await?;
-                self.emit_for(
-                    command,
-                    CommandAccepted {
-                        command: command.kind().to_owned(),
-                    },
-                    Some(flow.id),
-                )
-                .await?;
-                if let Some(event) = announce {
-                    self.emit_for(command, event, Some(flow.id)).await?;
+                self.start_flow(command, None, def_name, &tasks, announce)
+                    .await
+            }
+            Decision::Change {
+                spec,
+                def_name,
+                tasks,
+                announce,
+            } => {
+                let started = self
+                    .start_flow(command, Some(spec), def_name, &tasks, Some(announce))
+                    .await;
+                match started {
+                    Err(ActorError::Store(StoreError::GenerationConflict {
+                        expected,
+                        actual,
+                        ..
+                    })) => {
+                        self.reject_command(
+                            command,
+                            format!(
+                                "mesh {} is at generation {actual}, not {expected}: reload it and retry",
+                                command.mesh
+                            ),
+                        )
+                        .await
+                    }
+                    started => started,
                 }
-                Ok(Acceptance::Started(flow.id))
             }
         }
+    }
+
+    /// Records the refusal of `command` and tells its sender why.
+    async fn reject_command(
+        &self,
+        command: &CommandEnvelope,
+        reason: String,
+    ) -> Result<Acceptance, ActorError> {
+        self.runner
+            .store()
+            .complete_command(
+                &command.id.to_string(),
+                CommandStatus::Rejected,
+                Some(reason.clone()),
+                None,
+            )
+            .await?;
+        self.emit_for(
+            command,
+            CommandRejected {
+                command: command.kind().to_owned(),
+                reason: reason.clone(),
+            },
+            None,
+        )
+        .await?;
+        tracing::info!(%reason, kind = command.kind(), "command rejected");
+        Ok(Acceptance::Rejected(reason))
+    }
+
+    /// Accepts `command`: applies its desired-state change `spec` (if any), records its flow of
+    /// `tasks`, and announces the acceptance and `announce`, all in one transaction.
+    async fn start_flow(
+        &self,
+        command: &CommandEnvelope,
+        spec: Option<MeshSpecUpdate>,
+        def_name: &'static str,
+        tasks: &[TaskKind],
+        announce: Option<Event>,
+    ) -> Result<Acceptance, ActorError> {
+        let input = FlowInput {
+            command_id: command.id.to_string(),
+            command: command.kind().to_owned(),
+            principal: command.principal.clone(),
+            correlation_id: command.correlation_id.to_string(),
+        };
+        let event = |body: Event| {
+            EventEnvelope::caused_by(command, body).map_err(|e| ActorError::Message(e.to_string()))
+        };
+        let mut events = vec![event(
+            CommandAccepted {
+                command: command.kind().to_owned(),
+            }
+            .into(),
+        )?];
+        if let Some(body) = announce {
+            events.push(event(body)?);
+        }
+        let flow = self
+            .runner
+            .events()
+            .start_flow_announcing(
+                &command.id.to_string(),
+                spec,
+                NewFlow {
+                    tenant_id: command.tenant.to_string(),
+                    mesh_name: command.mesh.to_string(),
+                    name: format!("{def_name}-{}", command.mesh),
+                    def_name: def_name.to_owned(),
+                    status: FlowStatus::Pending.as_str().to_owned(),
+                    input: serde_json::to_string(&input)
+                        .map_err(|e| ActorError::Message(e.to_string()))?,
+                    processor: self.runner.config().processor.clone(),
+                },
+                tasks.iter().map(ToString::to_string).collect(),
+                events,
+            )
+            .await?;
+        Ok(Acceptance::Started(flow.id))
     }
 
     async fn running_flow(&self, mesh: &str) -> Result<Option<(i64, String)>, ActorError> {
@@ -563,38 +625,23 @@ impl MeshComponent {
         let expected = command.expected_generation.unwrap_or(mesh.generation);
         let config_text =
             serde_json::to_string(&spec.config).map_err(|e| ActorError::Message(e.to_string()))?;
-        let updated = store
-            .update_mesh_spec(
-                mesh.name.as_str(),
-                expected,
-                self.runner.config().epoch,
-                MeshSpecChange {
+        Ok(Decision::Change {
+            spec: MeshSpecUpdate {
+                mesh: mesh.name.clone(),
+                expected_generation: expected,
+                epoch: self.runner.config().epoch,
+                change: MeshSpecChange {
                     config: Some(config_text),
                     ..MeshSpecChange::default()
                 },
-            )
-            .await;
-        let updated = match updated {
-            Ok(row) => row,
-            Err(StoreError::GenerationConflict {
-                expected, actual, ..
-            }) => {
-                return reject(format!(
-                    "mesh {} is at generation {actual}, not {expected}: reload it and retry",
-                    command.mesh
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Decision::Start {
+            },
             def_name: defs::RECONFIGURE,
             tasks: reconfigure_tasks(&spec, &stages),
-            announce: Some(
-                MeshConfigUpdated {
-                    generation: updated.generation,
-                }
-                .into(),
-            ),
+            // The change lands only at `expected`, and it bumps the generation by one.
+            announce: MeshConfigUpdated {
+                generation: expected + 1,
+            }
+            .into(),
         })
     }
 }

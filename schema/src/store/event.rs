@@ -22,25 +22,33 @@ pub struct AppendedEvent {
     pub duplicate: bool,
 }
 
-fn update_snapshot(conn: &mut AnyConnection, new: &NewEvent) -> Result<(), StoreError> {
-    let err = |e| StoreError::query("update event snapshot", "mesh", &new.mesh_name, e);
+/// Adds `payloads` (in order) to the mesh's snapshot: one read and one write however many.
+fn update_snapshot(
+    conn: &mut AnyConnection,
+    mesh_name: &str,
+    payloads: &[&str],
+) -> Result<(), StoreError> {
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    let err = |e| StoreError::query("update event snapshot", "mesh", mesh_name, e);
     let existing: Option<Option<String>> = mesh_events::table
-        .filter(mesh_events::name.eq(&new.mesh_name))
+        .filter(mesh_events::name.eq(mesh_name))
         .select(mesh_events::events)
         .first(conn)
         .optional()
         .map_err(err)?;
     let has_row = existing.is_some();
-    let text = snapshot_with(existing.flatten().as_deref(), &new.payload)?;
+    let text = snapshot_with(existing.flatten().as_deref(), payloads)?;
     if has_row {
-        diesel::update(mesh_events::table.filter(mesh_events::name.eq(&new.mesh_name)))
+        diesel::update(mesh_events::table.filter(mesh_events::name.eq(mesh_name)))
             .set(mesh_events::events.eq(Some(text)))
             .execute(conn)
             .map_err(err)?;
     } else {
         diesel::insert_into(mesh_events::table)
             .values((
-                mesh_events::name.eq(&new.mesh_name),
+                mesh_events::name.eq(mesh_name),
                 mesh_events::events.eq(Some(text)),
             ))
             .execute(conn)
@@ -49,11 +57,11 @@ fn update_snapshot(conn: &mut AnyConnection, new: &NewEvent) -> Result<(), Store
     Ok(())
 }
 
-/// The snapshot `existing` (a JSON array) with `payload` appended, keeping the latest
+/// The snapshot `existing` (a JSON array) with `payloads` appended, keeping the latest
 /// [`SNAPSHOT_EVENTS`]. The events are carried as raw JSON text, never parsed into trees: this runs
 /// on every event. An unreadable snapshot starts afresh; a payload that is not JSON is kept as a
 /// string.
-fn snapshot_with(existing: Option<&str>, payload: &str) -> Result<String, StoreError> {
+fn snapshot_with(existing: Option<&str>, payloads: &[&str]) -> Result<String, StoreError> {
     use serde_json::value::RawValue;
     let encode = |e: serde_json::Error| StoreError::Encode {
         what: "event snapshot",
@@ -62,15 +70,21 @@ fn snapshot_with(existing: Option<&str>, payload: &str) -> Result<String, StoreE
     let mut events: Vec<&RawValue> = existing
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default();
-    let quoted;
-    let payload: &RawValue = match serde_json::from_str(payload) {
-        Ok(raw) => raw,
-        Err(_) => {
-            quoted = serde_json::value::to_raw_value(payload).map_err(encode)?;
-            &quoted
+    // A payload that is not JSON is quoted first, so every entry below borrows something alive.
+    let quoted = payloads
+        .iter()
+        .map(|payload| match serde_json::from_str::<&RawValue>(payload) {
+            Ok(_) => Ok(None),
+            Err(_) => serde_json::value::to_raw_value(payload).map(Some),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(encode)?;
+    for (payload, quoted) in payloads.iter().zip(&quoted) {
+        match quoted {
+            Some(text) => events.push(text),
+            None => events.push(serde_json::from_str(payload).map_err(encode)?),
         }
-    };
-    events.push(payload);
+    }
     if events.len() > SNAPSHOT_EVENTS {
         let excess = events.len() - SNAPSHOT_EVENTS;
         events.drain(..excess);
@@ -84,29 +98,54 @@ pub(crate) fn append_event_in(
     conn: &mut AnyConnection,
     new: &NewEvent,
 ) -> Result<AppendedEvent, StoreError> {
-    let err = |e| StoreError::query("append event", "event", &new.event_id, e);
-    let existing: Option<i64> = mesh_event_log::table
-        .filter(mesh_event_log::event_id.eq(&new.event_id))
-        .select(mesh_event_log::id)
-        .first(conn)
-        .optional()
-        .map_err(err)?;
-    if let Some(id) = existing {
-        return Ok(AppendedEvent {
-            id,
-            duplicate: true,
-        });
-    }
-    diesel::insert_into(mesh_event_log::table)
-        .values(new)
-        .execute(conn)
-        .map_err(err)?;
-    let id = last_insert_id(conn).map_err(err)?;
-    update_snapshot(conn, new)?;
-    Ok(AppendedEvent {
-        id,
-        duplicate: false,
+    let mut appended = append_events_in(conn, std::slice::from_ref(new))?;
+    appended.pop().ok_or(StoreError::Encode {
+        what: "event",
+        reason: "no event was appended".into(),
     })
+}
+
+/// Appends `events` (in order, once per event id) to their meshes' histories and refreshes each
+/// mesh's snapshot once, inside the caller's transaction.
+pub(crate) fn append_events_in(
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+) -> Result<Vec<AppendedEvent>, StoreError> {
+    let mut appended = Vec::with_capacity(events.len());
+    let mut fresh: Vec<(&str, Vec<&str>)> = Vec::new();
+    for new in events {
+        let err = |e| StoreError::query("append event", "event", &new.event_id, e);
+        let existing: Option<i64> = mesh_event_log::table
+            .filter(mesh_event_log::event_id.eq(&new.event_id))
+            .select(mesh_event_log::id)
+            .first(conn)
+            .optional()
+            .map_err(err)?;
+        if let Some(id) = existing {
+            appended.push(AppendedEvent {
+                id,
+                duplicate: true,
+            });
+            continue;
+        }
+        diesel::insert_into(mesh_event_log::table)
+            .values(new)
+            .execute(conn)
+            .map_err(err)?;
+        let id = last_insert_id(conn).map_err(err)?;
+        appended.push(AppendedEvent {
+            id,
+            duplicate: false,
+        });
+        match fresh.iter_mut().find(|(mesh, _)| *mesh == new.mesh_name) {
+            Some((_, payloads)) => payloads.push(&new.payload),
+            None => fresh.push((&new.mesh_name, vec![&new.payload])),
+        }
+    }
+    for (mesh, payloads) in &fresh {
+        update_snapshot(conn, mesh, payloads)?;
+    }
+    Ok(appended)
 }
 
 impl Store {
@@ -167,10 +206,11 @@ mod tests {
 
     #[test]
     fn the_snapshot_keeps_the_latest_events_as_they_were_written() {
-        let mut text = snapshot_with(None, r#"{"kind":"A","n":0}"#).expect("first");
+        let mut text = snapshot_with(None, &[r#"{"kind":"A","n":0}"#]).expect("first");
         assert_eq!(text, r#"[{"kind":"A","n":0}]"#);
         for n in 1..=SNAPSHOT_EVENTS {
-            text = snapshot_with(Some(&text), &format!(r#"{{"kind":"A","n":{n}}}"#)).expect("next");
+            let payload = format!(r#"{{"kind":"A","n":{n}}}"#);
+            text = snapshot_with(Some(&text), &[&payload]).expect("next");
         }
         let events: Vec<serde_json::Value> = serde_json::from_str(&text).expect("an array");
         assert_eq!(events.len(), SNAPSHOT_EVENTS);
@@ -180,8 +220,16 @@ mod tests {
 
     #[test]
     fn an_unreadable_snapshot_starts_afresh_and_a_text_payload_is_kept_as_a_string() {
-        let text = snapshot_with(Some("not json"), "plain \"text\"").expect("written");
+        let text =
+            snapshot_with(Some("not json"), &["plain \"text\"", r#"{"n":1}"#]).expect("written");
         let events: Vec<serde_json::Value> = serde_json::from_str(&text).expect("an array");
-        assert_eq!(events, vec![serde_json::json!("plain \"text\"")]);
+        assert_eq!(
+            events,
+            vec![
+                serde_json::json!("plain \"text\""),
+                serde_json::json!({"n": 1})
+            ],
+            "kept in the order given"
+        );
     }
 }

@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
 use super::command::complete_command_in;
-use super::event::{AppendedEvent, append_event_in};
-use super::mesh::{MeshStatusChange, update_mesh_status_in};
+use super::event::{AppendedEvent, append_event_in, append_events_in};
+use super::mesh::{MeshSpecUpdate, MeshStatusChange, update_mesh_spec_in, update_mesh_status_in};
 use super::{Store, StoreError, last_insert_id, now};
 use crate::models::{FlowRecord, NewEvent, NewFlow, NewTask, TaskRecord};
 use crate::schema::{flow, task};
@@ -41,6 +41,8 @@ pub struct FlowTransition {
     pub log_line: Option<String>,
     /// The writer's lease epoch: the write is refused when a newer owner holds the mesh.
     pub fence_epoch: Option<i64>,
+    /// The worker now running the flow: recorded as its processor, with a fresh heartbeat.
+    pub processor: Option<String>,
 }
 
 /// A change of a task's status.
@@ -137,16 +139,58 @@ fn transition_flow_in(
         Some(line) => Some(append_log(current.log, line)),
         None => current.log,
     };
+    let (processor, heartbeat) = match &transition.processor {
+        Some(processor) => (processor.clone(), Some(at)),
+        None => (current.processor, current.heartbeat),
+    };
     diesel::update(flow::table.find(id))
         .set((
             flow::status.eq(transition.status.as_str()),
             flow::started_at.eq(started),
             flow::finished_at.eq(finished),
             flow::log.eq(log),
+            flow::processor.eq(processor),
+            flow::heartbeat.eq(heartbeat),
             flow::updated_at.eq(at),
         ))
         .execute(conn)
         .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
+    load_flow(conn, id)
+}
+
+/// Records a flow with its `Pending` tasks and links `command_id` to it, inside the caller's
+/// transaction.
+fn start_flow_in(
+    conn: &mut crate::database::AnyConnection,
+    command_id: &str,
+    new: &NewFlow,
+    task_names: &[String],
+) -> Result<FlowRecord, StoreError> {
+    use crate::schema::command_log;
+    let err = |e| StoreError::query("start flow", "flow", &new.name, e);
+    diesel::insert_into(flow::table)
+        .values(new)
+        .execute(conn)
+        .map_err(err)?;
+    let id = last_insert_id(conn).map_err(err)?;
+    for name in task_names {
+        diesel::insert_into(task::table)
+            .values(NewTask {
+                flow_id: id,
+                name: name.clone(),
+                status: TaskStatus::Pending.as_str().to_owned(),
+                steps: String::new(),
+            })
+            .execute(conn)
+            .map_err(err)?;
+    }
+    diesel::update(command_log::table.find(command_id))
+        .set((
+            command_log::flow_id.eq(Some(id)),
+            command_log::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .map_err(err)?;
     load_flow(conn, id)
 }
 
@@ -201,35 +245,37 @@ impl Store {
         new: NewFlow,
         task_names: Vec<String>,
     ) -> Result<FlowRecord, StoreError> {
-        use crate::schema::command_log;
         let command_id = command_id.to_owned();
         self.run("start flow", move |conn| {
+            conn.transaction(|conn| start_flow_in(conn, &command_id, &new, &task_names))
+        })
+        .await
+    }
+
+    /// Accepts a command in one transaction: applies `spec` (the desired-state change it makes,
+    /// compared-and-set on the generation), records its flow with its tasks, links the command to
+    /// the flow and appends `events` (the acceptance and what it announces) as the flow's. Either
+    /// all of it exists afterwards or none: a refused compare-and-set leaves no flow behind.
+    pub async fn start_flow_announcing(
+        &self,
+        command_id: &str,
+        spec: Option<MeshSpecUpdate>,
+        new: NewFlow,
+        task_names: Vec<String>,
+        mut events: Vec<NewEvent>,
+    ) -> Result<FlowRecord, StoreError> {
+        let command_id = command_id.to_owned();
+        self.run("accept command and start its flow", move |conn| {
             conn.transaction(|conn| {
-                let err = |e| StoreError::query("start flow", "flow", &new.name, e);
-                diesel::insert_into(flow::table)
-                    .values(&new)
-                    .execute(conn)
-                    .map_err(err)?;
-                let id = last_insert_id(conn).map_err(err)?;
-                for name in &task_names {
-                    diesel::insert_into(task::table)
-                        .values(NewTask {
-                            flow_id: id,
-                            name: name.clone(),
-                            status: TaskStatus::Pending.as_str().to_owned(),
-                            steps: String::new(),
-                        })
-                        .execute(conn)
-                        .map_err(err)?;
+                if let Some(spec) = &spec {
+                    update_mesh_spec_in(conn, spec)?;
                 }
-                diesel::update(command_log::table.find(&command_id))
-                    .set((
-                        command_log::flow_id.eq(Some(id)),
-                        command_log::updated_at.eq(now()),
-                    ))
-                    .execute(conn)
-                    .map_err(err)?;
-                load_flow(conn, id)
+                let flow = start_flow_in(conn, &command_id, &new, &task_names)?;
+                for event in &mut events {
+                    event.flow_id = Some(flow.id);
+                }
+                append_events_in(conn, &events)?;
+                Ok(flow)
             })
         })
         .await

@@ -81,6 +81,52 @@ pub(crate) fn update_mesh_status_in(
     })
 }
 
+/// A compare-and-set change of a mesh's desired state, fenced by the writer's epoch.
+#[derive(Debug, Clone)]
+pub struct MeshSpecUpdate {
+    /// The mesh.
+    pub mesh: String,
+    /// The generation the change was decided against; the write is refused at any other.
+    pub expected_generation: i64,
+    /// The writer's lease epoch.
+    pub epoch: i64,
+    /// The fields to change.
+    pub change: MeshSpecChange,
+}
+
+/// Applies `update` (bumping the generation), inside the caller's transaction.
+pub(crate) fn update_mesh_spec_in(
+    conn: &mut AnyConnection,
+    update: &MeshSpecUpdate,
+) -> Result<MeshRecord, StoreError> {
+    let name = update.mesh.as_str();
+    let changed = diesel::update(mesh::table)
+        .filter(mesh::name.eq(name))
+        .filter(mesh::deleted_flag.eq(0))
+        .filter(mesh::generation.eq(update.expected_generation))
+        .filter(mesh::owner_epoch.le(update.epoch))
+        .set((
+            &update.change,
+            mesh::generation.eq(mesh::generation + 1),
+            mesh::owner_epoch.eq(update.epoch),
+            mesh::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .map_err(|e| StoreError::query("update mesh spec", "mesh", name, e))?;
+    if changed == 0 {
+        return Err(explain_refusal(
+            conn,
+            name,
+            update.epoch,
+            Some(update.expected_generation),
+        ));
+    }
+    load_live(conn, name)?.ok_or_else(|| StoreError::NotFound {
+        what: "mesh",
+        key: name.to_owned(),
+    })
+}
+
 /// Tells why a fenced or compare-and-set update changed no row.
 fn explain_refusal(
     conn: &mut AnyConnection,
@@ -190,35 +236,14 @@ impl Store {
         epoch: i64,
         change: MeshSpecChange,
     ) -> Result<MeshRecord, StoreError> {
-        let name = name.to_owned();
+        let update = MeshSpecUpdate {
+            mesh: name.to_owned(),
+            expected_generation,
+            epoch,
+            change,
+        };
         self.run("update mesh spec", move |conn| {
-            conn.transaction(|conn| {
-                let changed = diesel::update(mesh::table)
-                    .filter(mesh::name.eq(&name))
-                    .filter(mesh::deleted_flag.eq(0))
-                    .filter(mesh::generation.eq(expected_generation))
-                    .filter(mesh::owner_epoch.le(epoch))
-                    .set((
-                        &change,
-                        mesh::generation.eq(mesh::generation + 1),
-                        mesh::owner_epoch.eq(epoch),
-                        mesh::updated_at.eq(now()),
-                    ))
-                    .execute(conn)
-                    .map_err(|e| StoreError::query("update mesh spec", "mesh", &name, e))?;
-                if changed == 0 {
-                    return Err(explain_refusal(
-                        conn,
-                        &name,
-                        epoch,
-                        Some(expected_generation),
-                    ));
-                }
-                load_live(conn, &name)?.ok_or_else(|| StoreError::NotFound {
-                    what: "mesh",
-                    key: name.clone(),
-                })
-            })
+            conn.transaction(|conn| update_mesh_spec_in(conn, &update))
         })
         .await
     }
