@@ -325,22 +325,29 @@ pub(crate) fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
 
-#[derive(diesel::QueryableByName)]
-struct LastInsertId {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    id: i64,
+diesel::define_sql_function! {
+    /// MariaDB/MySQL: the id the last insert on this connection generated.
+    #[sql_name = "LAST_INSERT_ID"]
+    fn mysql_last_insert_id() -> diesel::sql_types::Unsigned<diesel::sql_types::BigInt>;
 }
 
-/// The id the last insert on this connection generated (each backend names it differently).
+diesel::define_sql_function! {
+    /// SQLite: the row id the last insert on this connection generated.
+    #[sql_name = "last_insert_rowid"]
+    fn sqlite_last_insert_rowid() -> diesel::sql_types::BigInt;
+}
+
+/// The id the last insert on this connection generated (each backend names it differently). A
+/// typed query, so each connection prepares it once and reuses it.
 pub(crate) fn last_insert_id(conn: &mut AnyConnection) -> diesel::QueryResult<i64> {
     use diesel::RunQueryDsl;
-    let sql = match conn {
-        AnyConnection::Mysql(_) => "SELECT CAST(LAST_INSERT_ID() AS SIGNED) AS id",
-        AnyConnection::Sqlite(_) => "SELECT last_insert_rowid() AS id",
-    };
-    diesel::sql_query(sql)
-        .get_result::<LastInsertId>(conn)
-        .map(|row| row.id)
+    match conn {
+        AnyConnection::Mysql(conn) => {
+            let id: u64 = diesel::select(mysql_last_insert_id()).get_result(conn)?;
+            i64::try_from(id).map_err(|e| DieselError::DeserializationError(Box::new(e)))
+        }
+        AnyConnection::Sqlite(conn) => diesel::select(sqlite_last_insert_rowid()).get_result(conn),
+    }
 }
 
 #[cfg(test)]
