@@ -916,6 +916,32 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
         .unwrap()
         .unwrap();
     assert_eq!(mesh.config.as_deref(), Some(r#"{"traceSampling":5.0}"#));
+
+    // An event stored before is skipped, and the rest of the transaction still lands.
+    store.record_command(command(3)).await.unwrap();
+    let again = store
+        .start_flow_announcing(
+            &command(3).command_id,
+            None,
+            flow(),
+            vec!["verify".into()],
+            vec![
+                event("acc-1", "acc", "CommandAccepted"),
+                event("acc-4", "acc", "CommandAccepted"),
+            ],
+        )
+        .await
+        .unwrap();
+    let history = store.list_events("acc", 0, 10).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["acc-1", "acc-2", "acc-4"]
+    );
+    assert_eq!(history[2].flow_id, Some(again.id));
+    assert_eq!(store.event_snapshot("acc").await.unwrap().len(), 3);
 }
 
 on_every_backend!(

@@ -115,23 +115,28 @@ pub(crate) fn append_events_in(
     let mut fresh: Vec<(&str, Vec<&str>)> = Vec::new();
     for new in events {
         let err = |e| StoreError::query("append event", "event", &new.event_id, e);
-        let existing: Option<i64> = mesh_event_log::table
-            .filter(mesh_event_log::event_id.eq(&new.event_id))
-            .select(mesh_event_log::id)
-            .first(conn)
-            .optional()
-            .map_err(err)?;
-        if let Some(id) = existing {
+        // Inserted first, looked up only when its id is taken: a stored event is rare (a step
+        // run again), and the failed insert leaves the transaction usable on both backends.
+        let inserted = diesel::insert_into(mesh_event_log::table)
+            .values(new)
+            .execute(conn);
+        if let Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) = inserted
+        {
+            let id: i64 = mesh_event_log::table
+                .filter(mesh_event_log::event_id.eq(&new.event_id))
+                .select(mesh_event_log::id)
+                .first(conn)
+                .map_err(err)?;
             appended.push(AppendedEvent {
                 id,
                 duplicate: true,
             });
             continue;
         }
-        diesel::insert_into(mesh_event_log::table)
-            .values(new)
-            .execute(conn)
-            .map_err(err)?;
+        inserted.map_err(err)?;
         let id = last_insert_id(conn).map_err(err)?;
         appended.push(AppendedEvent {
             id,

@@ -7,7 +7,7 @@ use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
 use super::command::complete_command_in;
 use super::event::{AppendedEvent, append_event_in, append_events_in};
-use super::mesh::{MeshSpecUpdate, MeshStatusChange, update_mesh_spec_in, update_mesh_status_in};
+use super::mesh::{MeshSpecUpdate, MeshStatusChange, record_mesh_status_in, update_mesh_spec_in};
 use super::{Store, StoreError, last_insert_id, now};
 use crate::models::{FlowRecord, NewEvent, NewFlow, NewTask, TaskRecord};
 use crate::schema::{flow, task};
@@ -77,7 +77,7 @@ fn transition_task_in(
     conn: &mut crate::database::AnyConnection,
     id: i64,
     transition: TaskTransition,
-) -> Result<TaskRecord, StoreError> {
+) -> Result<(), StoreError> {
     let current = load_task(conn, id)?;
     if let Some(epoch) = transition.fence_epoch {
         let mesh = load_flow(conn, current.flow_id)?.mesh_name;
@@ -112,7 +112,7 @@ fn transition_task_in(
         ))
         .execute(conn)
         .map_err(|e| StoreError::query("update task", "task", id.to_string(), e))?;
-    load_task(conn, id)
+    Ok(())
 }
 
 /// Moves flow `id` to `transition.status` (fenced when the transition says so), inside the
@@ -121,7 +121,7 @@ fn transition_flow_in(
     conn: &mut crate::database::AnyConnection,
     id: i64,
     transition: &FlowTransition,
-) -> Result<FlowRecord, StoreError> {
+) -> Result<(), StoreError> {
     let current = load_flow(conn, id)?;
     if let Some(epoch) = transition.fence_epoch {
         super::check_fence(conn, &current.mesh_name, epoch)?;
@@ -155,7 +155,7 @@ fn transition_flow_in(
         ))
         .execute(conn)
         .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
-    load_flow(conn, id)
+    Ok(())
 }
 
 /// Records a flow with its `Pending` tasks and links `command_id` to it, inside the caller's
@@ -318,7 +318,10 @@ impl Store {
         transition: FlowTransition,
     ) -> Result<FlowRecord, StoreError> {
         self.run("update flow", move |conn| {
-            conn.transaction(|conn| transition_flow_in(conn, id, &transition))
+            conn.transaction(|conn| {
+                transition_flow_in(conn, id, &transition)?;
+                load_flow(conn, id)
+            })
         })
         .await
     }
@@ -333,21 +336,21 @@ impl Store {
         transition: FlowTransition,
         event: NewEvent,
         effects: FlowStepEffects,
-    ) -> Result<(FlowRecord, AppendedEvent), StoreError> {
+    ) -> Result<AppendedEvent, StoreError> {
         self.run("update flow and append its event", move |conn| {
             conn.transaction(|conn| {
                 if let Some((command_id, status, result)) = &effects.command {
                     complete_command_in(conn, command_id, *status, result.clone(), Some(id))?;
                 }
                 if let Some((mesh, epoch, change)) = &effects.mesh_status {
-                    match update_mesh_status_in(conn, mesh, *epoch, change) {
-                        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                    match record_mesh_status_in(conn, mesh, *epoch, change) {
+                        Ok(()) | Err(StoreError::NotFound { .. }) => {}
                         Err(e) => return Err(e),
                     }
                 }
                 let appended = append_event_in(conn, &event)?;
-                let flow = transition_flow_in(conn, id, &transition)?;
-                Ok((flow, appended))
+                transition_flow_in(conn, id, &transition)?;
+                Ok(appended)
             })
         })
         .await
@@ -437,7 +440,10 @@ impl Store {
         transition: TaskTransition,
     ) -> Result<TaskRecord, StoreError> {
         self.run("update task", move |conn| {
-            conn.transaction(|conn| transition_task_in(conn, id, transition))
+            conn.transaction(|conn| {
+                transition_task_in(conn, id, transition)?;
+                load_task(conn, id)
+            })
         })
         .await
     }
@@ -450,12 +456,11 @@ impl Store {
         id: i64,
         transition: TaskTransition,
         event: NewEvent,
-    ) -> Result<(TaskRecord, AppendedEvent), StoreError> {
+    ) -> Result<AppendedEvent, StoreError> {
         self.run("update task and append its event", move |conn| {
             conn.transaction(|conn| {
-                let task = transition_task_in(conn, id, transition)?;
-                let appended = append_event_in(conn, &event)?;
-                Ok((task, appended))
+                transition_task_in(conn, id, transition)?;
+                append_event_in(conn, &event)
             })
         })
         .await

@@ -54,13 +54,28 @@ fn load_live(conn: &mut AnyConnection, name: &str) -> Result<Option<MeshRecord>,
         .map_err(|e| StoreError::query("load mesh", "mesh", name, e))
 }
 
-/// Records a mesh's observed status, fenced by `epoch`, inside the caller's transaction.
-pub(crate) fn update_mesh_status_in(
+/// Records a mesh's observed status, fenced by `epoch`, inside the caller's transaction, and
+/// returns the mesh as it is now.
+fn update_mesh_status_in(
     conn: &mut AnyConnection,
     name: &str,
     epoch: i64,
     change: &MeshStatusChange,
 ) -> Result<MeshRecord, StoreError> {
+    record_mesh_status_in(conn, name, epoch, change)?;
+    load_live(conn, name)?.ok_or_else(|| StoreError::NotFound {
+        what: "mesh",
+        key: name.to_owned(),
+    })
+}
+
+/// Records a mesh's observed status, fenced by `epoch`, inside the caller's transaction.
+pub(crate) fn record_mesh_status_in(
+    conn: &mut AnyConnection,
+    name: &str,
+    epoch: i64,
+    change: &MeshStatusChange,
+) -> Result<(), StoreError> {
     let changed = diesel::update(mesh::table)
         .filter(mesh::name.eq(name))
         .filter(mesh::deleted_flag.eq(0))
@@ -75,10 +90,7 @@ pub(crate) fn update_mesh_status_in(
     if changed == 0 {
         return Err(explain_refusal(conn, name, epoch, None));
     }
-    load_live(conn, name)?.ok_or_else(|| StoreError::NotFound {
-        what: "mesh",
-        key: name.to_owned(),
-    })
+    Ok(())
 }
 
 /// A compare-and-set change of a mesh's desired state, fenced by the writer's epoch.
