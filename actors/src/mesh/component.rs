@@ -273,15 +273,7 @@ impl MeshComponent {
     }
 
     async fn running_flow(&self, mesh: &str) -> Result<Option<(i64, String)>, ActorError> {
-        let flows = self.runner.store().list_flows(mesh, 20).await?;
-        Ok(flows
-            .into_iter()
-            .find(|f| {
-                f.status
-                    .parse::<FlowStatus>()
-                    .is_ok_and(|s| !s.is_terminal())
-            })
-            .map(|f| (f.id, f.def_name)))
+        Ok(self.runner.store().unfinished_flow(mesh).await?)
     }
 
     async fn visible_mesh(

@@ -310,6 +310,29 @@ impl Store {
         .await
     }
 
+    /// The newest unfinished (pending or running) flow of a mesh, as its id and definition name.
+    pub async fn unfinished_flow(
+        &self,
+        mesh_name: &str,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        let mesh_name = mesh_name.to_owned();
+        self.run("find unfinished flow", move |conn| {
+            flow::table
+                .filter(flow::mesh_name.eq(&mesh_name))
+                .filter(
+                    flow::status
+                        .eq(FlowStatus::Pending.as_str())
+                        .or(flow::status.eq(FlowStatus::Running.as_str())),
+                )
+                .order(flow::id.desc())
+                .select((flow::id, flow::def_name))
+                .first(conn)
+                .optional()
+                .map_err(|e| StoreError::query("find unfinished flow", "mesh", &mesh_name, e))
+        })
+        .await
+    }
+
     /// Moves a flow to a new status (setting `started_at` on first run and `finished_at` at the
     /// end) and appends a log line.
     pub async fn transition_flow(
@@ -483,6 +506,20 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unfinished_flow_query_names_every_unfinished_status() {
+        let unfinished: Vec<FlowStatus> = FlowStatus::ALL
+            .iter()
+            .copied()
+            .filter(|s| !s.is_terminal())
+            .collect();
+        assert_eq!(
+            unfinished,
+            [FlowStatus::Pending, FlowStatus::Running],
+            "Store::unfinished_flow filters on exactly these"
+        );
+    }
 
     #[test]
     fn logs_keep_their_newest_lines_within_the_limit() {
