@@ -2,7 +2,8 @@
 //! answering edits made behind its back.
 //!
 //! One [`DriftSupervisor`] runs per owned partition. It keeps one watcher per (mesh, cluster)
-//! that holds desired Istio resources; a watcher follows the mesh's managed objects of every
+//! that holds desired Istio resources, and looks for meshes that gained or lost some whenever a
+//! flow of the partition ends; a watcher follows the mesh's managed objects of every
 //! Istio kind through Kubernetes watches (label selector of the mesh) and, after any event — and
 //! every `drift_resync` as a safety net — compares the cluster with the desired state. Drift
 //! (an object edited, deleted, or a managed object nobody wants) raises `DriftDetected` once per
@@ -30,8 +31,8 @@ use crate::error::ActorError;
 use crate::flow::resources::{desired_in, live_in};
 use crate::flow::{FlowRunner, load_spec};
 
-/// How often the supervisor looks for meshes that gained or lost resources.
-const SUPERVISE_EVERY: Duration = Duration::from_secs(2);
+/// How soon the supervisor tries again after it could not read the desired state.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// Quiet time after a watch event before comparing (edits often come in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -77,12 +78,24 @@ struct Scope {
 }
 
 impl DriftSupervisor {
+    /// Looks for meshes that gained or lost resources (or members) when the partition is taken,
+    /// whenever one of its flows ends (only flows change them, and the partition's flows run
+    /// here), and every `drift_resync` as a safety net; not on a fixed short tick, which would
+    /// read every mesh's resources over and over.
     async fn run(mut self) {
-        let mut ticker = tokio::time::interval(SUPERVISE_EVERY);
+        let control = std::sync::Arc::clone(self.runner.control());
+        let resync = self.runner.config().drift_resync;
         loop {
-            ticker.tick().await;
-            if let Err(error) = self.supervise().await {
-                tracing::warn!(%error, partition = self.partition, "drift supervision failed; retrying");
+            let wait = match self.supervise().await {
+                Ok(()) => resync,
+                Err(error) => {
+                    tracing::warn!(%error, partition = self.partition, "drift supervision failed; retrying");
+                    RETRY_AFTER
+                }
+            };
+            tokio::select! {
+                () = control.flow_ended() => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }

@@ -117,12 +117,13 @@ pub struct FlowRunner {
     control: Arc<RunControl>,
 }
 
-/// Shared between a partition's flows: a request to stop at the next task boundary, and how many
-/// flows are running.
+/// Shared between a partition's flows: a request to stop at the next task boundary, how many
+/// flows are running, and a signal when one ends.
 #[derive(Debug, Default)]
 pub struct RunControl {
     stop: std::sync::atomic::AtomicBool,
     active: std::sync::atomic::AtomicUsize,
+    ended: tokio::sync::Notify,
 }
 
 impl RunControl {
@@ -139,6 +140,12 @@ impl RunControl {
     /// How many flows are running now.
     pub fn active(&self) -> usize {
         self.active.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until a flow of the partition has ended (at once when one ended since the last
+    /// wait): what a flow changes (resources, members, the mesh itself) is settled then.
+    pub async fn flow_ended(&self) {
+        self.ended.notified().await;
     }
 }
 
@@ -311,6 +318,7 @@ impl FlowRunner {
             Err(error) => (FlowStatus::Failed, Some(error.to_string())),
         };
         self.finish(&flow, &input, status, detail).await?;
+        self.control.ended.notify_one();
         Ok(status)
     }
 
