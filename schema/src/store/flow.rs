@@ -80,8 +80,7 @@ fn transition_task_in(
 ) -> Result<(), StoreError> {
     let current = load_task(conn, id)?;
     if let Some(epoch) = transition.fence_epoch {
-        let mesh = load_flow(conn, current.flow_id)?.mesh_name;
-        super::check_fence(conn, &mesh, epoch)?;
+        super::check_flow_fence(conn, current.flow_id, epoch)?;
     }
     let at = now();
     let status = transition
@@ -392,8 +391,7 @@ impl Store {
         let processor = processor.to_owned();
         self.run("heartbeat flow", move |conn| {
             if let Some(epoch) = fence_epoch {
-                let mesh = load_flow(conn, id)?.mesh_name;
-                super::check_fence(conn, &mesh, epoch)?;
+                super::check_flow_fence(conn, id, epoch)?;
             }
             let changed = diesel::update(flow::table.find(id))
                 .set((

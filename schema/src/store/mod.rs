@@ -320,6 +320,32 @@ pub(crate) fn check_fence(
     }
 }
 
+/// Refuses a write for flow `flow_id`'s mesh by the holder of `epoch` when a newer owner wrote the
+/// mesh; one query, the mesh found through the flow. A mesh that no longer exists fences nothing.
+pub(crate) fn check_flow_fence(
+    conn: &mut AnyConnection,
+    flow_id: i64,
+    epoch: i64,
+) -> Result<(), StoreError> {
+    use crate::schema::{flow as f, mesh as m};
+    use diesel::prelude::*;
+    let owner: Option<(String, i64)> = m::table
+        .filter(m::name.eq_any(f::table.filter(f::id.eq(flow_id)).select(f::mesh_name)))
+        .filter(m::deleted_flag.eq(0))
+        .select((m::name, m::owner_epoch))
+        .first(conn)
+        .optional()
+        .map_err(|e| StoreError::query("check owner epoch", "flow", flow_id.to_string(), e))?;
+    match owner {
+        Some((mesh, owner_epoch)) if owner_epoch > epoch => Err(StoreError::Fenced {
+            mesh,
+            epoch,
+            owner_epoch,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The current time as stored: UTC without a zone, the form both backends keep.
 pub(crate) fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
