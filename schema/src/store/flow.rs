@@ -236,21 +236,6 @@ impl Store {
         .await
     }
 
-    /// Records a flow with its tasks (all `Pending`, in order) and links it to the command that
-    /// started it, in one transaction: either all of it exists afterwards or none.
-    pub async fn start_flow(
-        &self,
-        command_id: &str,
-        new: NewFlow,
-        task_names: Vec<String>,
-    ) -> Result<FlowRecord, StoreError> {
-        let command_id = command_id.to_owned();
-        self.run("start flow", move |conn| {
-            conn.transaction(|conn| start_flow_in(conn, &command_id, &new, &task_names))
-        })
-        .await
-    }
-
     /// Accepts a command in one transaction: applies `spec` (the desired-state change it makes,
     /// compared-and-set on the generation), records its flow with its tasks, links the command to
     /// the flow and appends `events` (the acceptance and what it announces) as the flow's. Either
