@@ -70,20 +70,20 @@ fn snapshot_with(existing: Option<&str>, payloads: &[&str]) -> Result<String, St
     let mut events: Vec<&RawValue> = existing
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default();
-    // A payload that is not JSON is quoted first, so every entry below borrows something alive.
-    let quoted = payloads
+    // Each payload is read once: as raw JSON, or quoted into a JSON string when it is not JSON.
+    let entries = payloads
         .iter()
         .map(|payload| match serde_json::from_str::<&RawValue>(payload) {
-            Ok(_) => Ok(None),
-            Err(_) => serde_json::value::to_raw_value(payload).map(Some),
+            Ok(raw) => Ok(Ok(raw)),
+            Err(_) => serde_json::value::to_raw_value(payload).map(Err),
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(encode)?;
-    for (payload, quoted) in payloads.iter().zip(&quoted) {
-        match quoted {
-            Some(text) => events.push(text),
-            None => events.push(serde_json::from_str(payload).map_err(encode)?),
-        }
+    for entry in &entries {
+        events.push(match entry {
+            Ok(raw) => raw,
+            Err(quoted) => quoted,
+        });
     }
     if events.len() > SNAPSHOT_EVENTS {
         let excess = events.len() - SNAPSHOT_EVENTS;
