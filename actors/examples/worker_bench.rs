@@ -5,7 +5,8 @@
 //! - end-to-end throughput of a light command (`SetTraceSampling` on single-cluster meshes whose
 //!   simulated clusters answer at once), publish to committed effect (`FlowFinished`), with 1, 2
 //!   and 3 workers; then the same with 20 ms of simulated API latency (I/O-bound);
-//! - for one worker, when each event of a command arrives on average (where the time goes);
+//! - for one worker, when each event of a command arrives on average (where the time goes), and
+//!   for every measurement how busy the machine's CPUs were (what bounds it on one machine);
 //! - failover: from killing the owner of a partition to that partition's meshes making progress
 //!   again (a command accepted), p50/p99 over the cycles, next to the lease TTL.
 //!
@@ -150,9 +151,33 @@ fn raw_mariadb(url: &str, seconds: f64) -> anyhow::Result<f64> {
 struct Measured {
     rate: f64,
     stages: Vec<(String, f64)>,
+    /// Share of the machine's CPU time that was busy during the measurement (Linux), in percent.
+    cpu_busy: Option<f64>,
+}
+
+/// The machine's CPU time so far as (busy, total) clock ticks, from `/proc/stat` (Linux only).
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().sum();
+    // idle and iowait are the 4th and 5th fields.
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
 }
 
 impl Measured {
+    /// ", machine CPU busy N%" when it is known.
+    fn cpu_note(&self) -> String {
+        self.cpu_busy
+            .map(|busy| format!(", machine CPU {busy:.0}% busy"))
+            .unwrap_or_default()
+    }
+
     /// The stages in the order they happen, as one line.
     fn stages_line(&self) -> String {
         let mut stages = self.stages.clone();
@@ -181,6 +206,7 @@ async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::R
         bus.publish_command(&command).await?;
     }
     let started = Instant::now();
+    let cpu_before = cpu_ticks();
     let mut done = 0u64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
     loop {
@@ -210,6 +236,12 @@ async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::R
         }
     }
     let rate = done as f64 / started.elapsed().as_secs_f64();
+    let cpu_busy = match (cpu_before, cpu_ticks()) {
+        (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
+            Some(100.0 * (busy1 - busy0) as f64 / (total1 - total0) as f64)
+        }
+        _ => None,
+    };
     // Let the last commands drain before the next measurement.
     tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(Measured {
@@ -218,6 +250,7 @@ async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::R
             .into_iter()
             .map(|(kind, (total, count))| (kind, total / count as f64))
             .collect(),
+        cpu_busy,
     })
 }
 
@@ -341,9 +374,10 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(LEASE_TTL * 2).await;
         let measured = throughput(&bus, &meshes, seconds).await?;
         println!(
-            "light command end to end, {count} worker(s): {:.1} commands/s ({:.1}% of the lower raw limit)",
+            "light command end to end, {count} worker(s): {:.1} commands/s ({:.1}% of the lower raw limit{})",
             measured.rate,
-            100.0 * measured.rate / raw_js.min(raw_db)
+            100.0 * measured.rate / raw_js.min(raw_db),
+            measured.cpu_note()
         );
         if count == 1 {
             println!("  events after publish: {}", measured.stages_line());
@@ -362,8 +396,9 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(LEASE_TTL * 2).await;
         let measured = throughput(&bus, &meshes, seconds).await?;
         println!(
-            "I/O-bound command (20 ms API latency), {count} worker(s): {:.1} commands/s",
-            measured.rate
+            "I/O-bound command (20 ms API latency), {count} worker(s): {:.1} commands/s{}",
+            measured.rate,
+            measured.cpu_note()
         );
         if count == 1 {
             println!("  events after publish: {}", measured.stages_line());
