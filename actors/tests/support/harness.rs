@@ -235,3 +235,24 @@ pub fn assert_succeeded(event: &Event) {
         other => panic!("expected a finished flow, got {other:?}"),
     }
 }
+
+/// Asserts that `event` is a rejection whose reason contains `expected`.
+pub fn assert_rejected(event: &Event, expected: &str) {
+    match event {
+        Event::CommandRejected(rejected) => assert!(
+            rejected.reason.contains(expected),
+            "expected a reason naming {expected:?}, got {:?}",
+            rejected.reason
+        ),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// The live row of mesh `name`.
+pub async fn mesh_row(store: &Store, name: &str) -> mesh_schema::models::MeshRecord {
+    store
+        .get_mesh(&mesh_schema::TenantScope::All, name)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("mesh {name} exists"))
+}
