@@ -87,9 +87,9 @@ async fn a_multi_primary_mesh_reaches_running_and_deletes_without_leftovers() {
         !names.is_empty() && names.iter().all(|n| n.starts_with("mesh-config:")),
         "only the mesh configuration is re-applied: {names:?}"
     );
-    for cluster in setup.world.clusters() {
-        let ops = mesh_clusters::ClusterOps::new(cluster.name(), cluster.client().await.unwrap());
-        let telemetries = ops
+    for (index, cluster) in setup.world.clusters().iter().enumerate() {
+        let telemetries = cluster_ops(&setup.world, index)
+            .await
             .list_labelled_objects(
                 "telemetry.istio.io/v1",
                 "Telemetry",

@@ -150,7 +150,7 @@ impl MariaDbServer {
     fn run(&mut self) -> Result<(), String> {
         let dir = self.folder.path();
         let log = dir.join("mariadbd.log");
-        let child = Command::new(&self.binary)
+        let mut child = Command::new(&self.binary)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
             .arg(format!("--port={}", self.port))
@@ -168,7 +168,6 @@ impl MariaDbServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
-        let mut child = child;
         let ready = crate::process::wait_until_listening(
             &mut child,
             "mariadbd",

@@ -77,6 +77,14 @@ impl std::fmt::Debug for MeshComponent {
     }
 }
 
+/// [`EventEnvelope::caused_by`] with its error as an actor error.
+fn caused_by(
+    command: &CommandEnvelope,
+    body: impl Into<Event>,
+) -> Result<EventEnvelope, ActorError> {
+    EventEnvelope::caused_by(command, body).map_err(|e| ActorError::Message(e.to_string()))
+}
+
 fn reject(reason: impl Into<String>) -> Result<Decision, ActorError> {
     Ok(Decision::Reject(reason.into()))
 }
@@ -98,9 +106,10 @@ impl MeshComponent {
         body: impl Into<Event>,
         flow_id: Option<i64>,
     ) -> Result<(), ActorError> {
-        let event = EventEnvelope::caused_by(command, body)
-            .map_err(|e| ActorError::Message(e.to_string()))?;
-        self.runner.events().emit(event, flow_id).await
+        self.runner
+            .events()
+            .emit(caused_by(command, body)?, flow_id)
+            .await
     }
 
     /// Handles one delivery of a command: records it, decides, persists the flow.
@@ -237,17 +246,14 @@ impl MeshComponent {
             principal: command.principal.clone(),
             correlation_id: command.correlation_id.to_string(),
         };
-        let event = |body: Event| {
-            EventEnvelope::caused_by(command, body).map_err(|e| ActorError::Message(e.to_string()))
-        };
-        let mut events = vec![event(
+        let mut events = vec![caused_by(
+            command,
             CommandAccepted {
                 command: command.kind().to_owned(),
-            }
-            .into(),
+            },
         )?];
         if let Some(body) = announce {
-            events.push(event(body)?);
+            events.push(caused_by(command, body)?);
         }
         let flow = self
             .runner

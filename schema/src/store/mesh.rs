@@ -218,25 +218,11 @@ impl Store {
     }
 
     /// Records that the holder of `epoch` owns the mesh from now on; refused when a newer owner
-    /// has written already.
+    /// has written already. The same write as a status change that changes nothing else (a
+    /// flow's start claims the mesh that way, in its own transaction).
     pub async fn claim_mesh(&self, name: &str, epoch: i64) -> Result<MeshRecord, StoreError> {
-        let name = name.to_owned();
-        self.run("claim mesh", move |conn| {
-            conn.transaction(|conn| {
-                let changed = diesel::update(mesh::table)
-                    .filter(mesh::name.eq(&name))
-                    .filter(mesh::deleted_flag.eq(0))
-                    .filter(mesh::owner_epoch.le(epoch))
-                    .set(mesh::owner_epoch.eq(epoch))
-                    .execute(conn)
-                    .map_err(|e| StoreError::query("claim mesh", "mesh", &name, e))?;
-                match load_live(conn, &name)? {
-                    Some(row) if changed == 1 || row.owner_epoch == epoch => Ok(row),
-                    _ => Err(explain_refusal(conn, &name, epoch, None)),
-                }
-            })
-        })
-        .await
+        self.update_mesh_status(name, epoch, MeshStatusChange::default())
+            .await
     }
 
     /// Changes the desired state if the mesh is still at `expected_generation` and `epoch` is not

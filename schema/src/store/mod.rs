@@ -310,9 +310,18 @@ pub(crate) fn check_fence(
         .first(conn)
         .optional()
         .map_err(|e| StoreError::query("check owner epoch", "mesh", mesh, e))?;
+    refuse_if_newer_owner(
+        owner.map(|owner_epoch| (mesh.to_owned(), owner_epoch)),
+        epoch,
+    )
+}
+
+/// The fence's verdict: refused when the mesh (if it still exists) was written by a newer owner
+/// than the holder of `epoch`.
+fn refuse_if_newer_owner(owner: Option<(String, i64)>, epoch: i64) -> Result<(), StoreError> {
     match owner {
-        Some(owner_epoch) if owner_epoch > epoch => Err(StoreError::Fenced {
-            mesh: mesh.to_owned(),
+        Some((mesh, owner_epoch)) if owner_epoch > epoch => Err(StoreError::Fenced {
+            mesh,
             epoch,
             owner_epoch,
         }),
@@ -336,14 +345,7 @@ pub(crate) fn check_flow_fence(
         .first(conn)
         .optional()
         .map_err(|e| StoreError::query("check owner epoch", "flow", flow_id.to_string(), e))?;
-    match owner {
-        Some((mesh, owner_epoch)) if owner_epoch > epoch => Err(StoreError::Fenced {
-            mesh,
-            epoch,
-            owner_epoch,
-        }),
-        _ => Ok(()),
-    }
+    refuse_if_newer_owner(owner, epoch)
 }
 
 /// The current time as stored: UTC without a zone, the form both backends keep.
