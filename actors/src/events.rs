@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mesh_bus::{Bus, EventEnvelope};
 use mesh_schema::Store;
 use mesh_schema::models::{FlowRecord, NewEvent, NewFlow};
-use mesh_schema::store::flow::{FlowStepEffects, FlowTransition, TaskTransition};
+use mesh_schema::store::flow::FlowStep;
 use mesh_schema::store::mesh::MeshSpecUpdate;
 
 use crate::error::ActorError;
@@ -60,21 +60,23 @@ impl EventSink {
         Ok(())
     }
 
-    /// Moves flow `flow_id` to `transition` and records `event` announcing it, with `effects`,
-    /// all in one transaction, then publishes the event: whoever sees the event finds the flow
-    /// (and its command and mesh) already there.
-    pub async fn emit_with_flow_transition(
+    /// Records `step` of flow `flow_id` with `events` announcing it, all in one transaction, then
+    /// publishes the events: whoever sees one finds the flow's and tasks' rows (and its command
+    /// and mesh) already there.
+    pub async fn emit_flow_step(
         &self,
-        event: EventEnvelope,
         flow_id: i64,
-        transition: FlowTransition,
-        effects: FlowStepEffects,
+        events: Vec<EventEnvelope>,
+        mut step: FlowStep,
     ) -> Result<(), ActorError> {
-        let record = history_record(&event, Some(flow_id))?;
-        self.store
-            .transition_flow_announcing(flow_id, transition, record, effects)
-            .await?;
-        self.announce(&event).await;
+        step.events = events
+            .iter()
+            .map(|event| history_record(event, Some(flow_id)))
+            .collect::<Result<_, _>>()?;
+        self.store.record_flow_step(flow_id, step).await?;
+        for event in &events {
+            self.announce(event).await;
+        }
         Ok(())
     }
 
@@ -101,23 +103,6 @@ impl EventSink {
             self.announce(event).await;
         }
         Ok(flow)
-    }
-
-    /// Moves task `task_id` (of flow `flow_id`) to `transition` and records `event` announcing
-    /// it, both in one transaction, then publishes the event.
-    pub async fn emit_with_task_transition(
-        &self,
-        event: EventEnvelope,
-        flow_id: i64,
-        task_id: i64,
-        transition: TaskTransition,
-    ) -> Result<(), ActorError> {
-        let record = history_record(&event, Some(flow_id))?;
-        self.store
-            .transition_task_announcing(task_id, transition, record)
-            .await?;
-        self.announce(&event).await;
-        Ok(())
     }
 
     /// Shows a recorded event to the observer and publishes it (a failed publish is logged).

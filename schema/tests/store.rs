@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use mesh_core::{CommandStatus, FlowStatus, TaskStatus, TenantId};
 use mesh_schema::models::{NewCommand, NewEvent, NewFlow, NewMemberCluster, NewMesh, NewTask};
 use mesh_schema::store::cluster::RegisterCluster;
-use mesh_schema::store::flow::{FlowTransition, TaskTransition};
+use mesh_schema::store::flow::{FlowStep, FlowStepEffects, FlowTransition, TaskTransition};
 use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate, MeshStatusChange};
 use mesh_schema::{StoreError, TenantScope};
 
@@ -944,8 +944,229 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
     assert_eq!(store.event_snapshot("acc").await.unwrap().len(), 3);
 }
 
+async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
+    let store = &h.store;
+    store.create_mesh(new_mesh("t1", "step")).await.unwrap();
+    store.claim_mesh("step", 3).await.unwrap();
+    let command = NewCommand {
+        command_id: "0192f0c2-0000-7000-8000-000000000201".into(),
+        tenant_id: "t1".into(),
+        mesh_name: "step".into(),
+        kind: "SetTraceSampling".into(),
+        status: CommandStatus::Accepted.as_str().into(),
+    };
+    store.record_command(command.clone()).await.unwrap();
+    let flow = store
+        .start_flow_announcing(
+            &command.command_id,
+            None,
+            NewFlow {
+                tenant_id: "t1".into(),
+                mesh_name: "step".into(),
+                name: "reconfigure-step".into(),
+                def_name: "reconfigure".into(),
+                status: FlowStatus::Pending.as_str().into(),
+                input: "{}".into(),
+                processor: String::new(),
+            },
+            vec!["telemetry".into(), "verify".into()],
+            vec![event("step-0", "step", "CommandAccepted")],
+        )
+        .await
+        .unwrap();
+    let tasks = store.list_tasks(flow.id).await.unwrap();
+    let running = |processor: Option<&str>| FlowTransition {
+        status: FlowStatus::Running,
+        log_line: None,
+        fence_epoch: None,
+        processor: processor.map(Into::into),
+    };
+    let task_to = |status: TaskStatus| TaskTransition {
+        status: Some(status),
+        ..TaskTransition::default()
+    };
+    let claim = |epoch: i64| FlowStepEffects {
+        command: None,
+        mesh_status: Some((
+            "step".into(),
+            epoch,
+            MeshStatusChange {
+                status: Some("Updating".into()),
+                ..MeshStatusChange::default()
+            },
+        )),
+    };
+
+    // A stale owner's step (its claim refused) leaves nothing: no event, no row changed.
+    let before = store.fenced_write_count();
+    let stale = store
+        .record_flow_step(
+            flow.id,
+            FlowStep {
+                fence_epoch: Some(2),
+                effects: claim(2),
+                events: vec![
+                    event("step-stale-1", "step", "FlowStarted"),
+                    event("step-stale-2", "step", "TaskStarted"),
+                ],
+                tasks: vec![(tasks[0].id, task_to(TaskStatus::Running))],
+                flow: Some(running(Some("old"))),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            StoreError::Fenced {
+                epoch: 2,
+                owner_epoch: 3,
+                ..
+            }
+        ),
+        "{stale}"
+    );
+    assert_eq!(store.fenced_write_count(), before + 1);
+    assert_eq!(store.list_events("step", 0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.get_flow(flow.id).await.unwrap().unwrap().status,
+        FlowStatus::Pending.as_str()
+    );
+    assert_eq!(
+        store.list_tasks(flow.id).await.unwrap()[0].status,
+        TaskStatus::Pending.as_str()
+    );
+
+    // Without a claim, the step is fenced by one check of the flow's mesh.
+    let unclaimed = store
+        .record_flow_step(
+            flow.id,
+            FlowStep {
+                fence_epoch: Some(2),
+                events: vec![event("step-stale-3", "step", "TaskStarted")],
+                tasks: vec![(tasks[0].id, task_to(TaskStatus::Running))],
+                ..FlowStep::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unclaimed, StoreError::Fenced { .. }),
+        "{unclaimed}"
+    );
+    assert_eq!(store.list_events("step", 0, 10).await.unwrap().len(), 1);
+
+    // The owner's start: the claim, the flow's and first task's start and their events at once.
+    store
+        .record_flow_step(
+            flow.id,
+            FlowStep {
+                fence_epoch: Some(3),
+                effects: claim(3),
+                events: vec![
+                    event("step-1", "step", "FlowStarted"),
+                    event("step-2", "step", "TaskStarted"),
+                ],
+                tasks: vec![(tasks[0].id, task_to(TaskStatus::Running))],
+                flow: Some(running(Some("w1"))),
+            },
+        )
+        .await
+        .unwrap();
+    let started = store.get_flow(flow.id).await.unwrap().unwrap();
+    assert_eq!(started.status, FlowStatus::Running.as_str());
+    assert_eq!(started.processor, "w1");
+    assert!(started.started_at.is_some() && started.heartbeat.is_some());
+    assert_eq!(
+        store
+            .get_mesh(&TenantScope::All, "step")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "Updating"
+    );
+
+    // One task's end with the next one's start, then the last one's end with the flow's.
+    store
+        .record_flow_step(
+            flow.id,
+            FlowStep {
+                fence_epoch: Some(3),
+                events: vec![
+                    event("step-3", "step", "TaskFinished"),
+                    event("step-4", "step", "TaskStarted"),
+                ],
+                tasks: vec![
+                    (tasks[0].id, task_to(TaskStatus::Succeeded)),
+                    (tasks[1].id, task_to(TaskStatus::Running)),
+                ],
+                ..FlowStep::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .record_flow_step(
+            flow.id,
+            FlowStep {
+                fence_epoch: Some(3),
+                effects: FlowStepEffects {
+                    command: Some((command.command_id.clone(), CommandStatus::Succeeded, None)),
+                    ..claim(3)
+                },
+                events: vec![
+                    event("step-5", "step", "TaskFinished"),
+                    event("step-6", "step", "FlowFinished"),
+                ],
+                tasks: vec![(tasks[1].id, task_to(TaskStatus::Succeeded))],
+                flow: Some(FlowTransition {
+                    status: FlowStatus::Succeeded,
+                    log_line: Some("flow Succeeded".into()),
+                    fence_epoch: None,
+                    processor: None,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let finished = store.get_flow(flow.id).await.unwrap().unwrap();
+    assert_eq!(finished.status, FlowStatus::Succeeded.as_str());
+    assert!(finished.finished_at.is_some());
+    assert!(
+        store
+            .list_tasks(flow.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.status == TaskStatus::Succeeded.as_str() && t.finished_at.is_some())
+    );
+    assert_eq!(
+        store
+            .get_command(&command.command_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        CommandStatus::Succeeded.as_str()
+    );
+    let history = store.list_events("step", 0, 10).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "step-0", "step-1", "step-2", "step-3", "step-4", "step-5", "step-6"
+        ]
+    );
+    assert!(history.iter().all(|e| e.flow_id == Some(flow.id)));
+    assert_eq!(store.event_snapshot("step").await.unwrap().len(), 7);
+}
+
 on_every_backend!(
     a_command_is_accepted_whole_or_not_at_all,
+    a_flow_step_is_recorded_whole_or_not_at_all,
     flow_and_task_writes_of_a_stale_owner_are_refused,
     mesh_secrets_are_sealed_and_bound_to_their_mesh,
     meshes_are_created_read_and_listed_per_tenant,

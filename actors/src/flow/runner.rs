@@ -12,7 +12,7 @@ use mesh_core::{
     ClusterName, ClusterRole, CommandStatus, FlowStatus, MeshMode, MeshName, TaskStatus, TenantId,
 };
 use mesh_schema::models::{FlowRecord, MeshRecord, TaskRecord};
-use mesh_schema::store::flow::{FlowStepEffects, FlowTransition, TaskTransition};
+use mesh_schema::store::flow::{FlowStep, FlowTransition, TaskTransition};
 use mesh_schema::store::mesh::MeshStatusChange;
 use mesh_schema::{Store, TenantScope};
 use serde::{Deserialize, Serialize};
@@ -200,6 +200,16 @@ fn mesh_statuses(def_name: &str) -> Option<(&'static str, &'static str, &'static
     }
 }
 
+/// What happened in a flow since its last write: recorded with the next one, in one transaction.
+/// A flow's start goes with its first task's start, a task's success with the next task's start
+/// or the flow's end. Nothing is lost by waiting: a worker that dies first leaves the flow at its
+/// last recorded step, and the next owner runs the unrecorded (idempotent) work again.
+#[derive(Default)]
+struct PendingStep {
+    events: Vec<EventEnvelope>,
+    step: FlowStep,
+}
+
 /// How a flow's tasks ended when none failed for good.
 enum Completion {
     /// Every task succeeded.
@@ -306,7 +316,8 @@ impl FlowRunner {
         // The mesh is taken over (writes of any older owner refused from then on) in the
         // transaction that records the flow's start; see `run_tasks`.
         let heartbeat = self.start_heartbeat(flow_id);
-        let outcome = self.run_tasks(&flow, &input).await;
+        let mut pending = PendingStep::default();
+        let outcome = self.run_tasks(&flow, &input, &mut pending).await;
         heartbeat.abort();
         let (status, detail) = match &outcome {
             Ok(Completion::Done) => (FlowStatus::Succeeded, None),
@@ -317,7 +328,7 @@ impl FlowRunner {
             }
             Err(error) => (FlowStatus::Failed, Some(error.to_string())),
         };
-        self.finish(&flow, &input, status, detail).await?;
+        self.finish(&flow, &input, status, detail, pending).await?;
         self.control.ended.notify_one();
         Ok(status)
     }
@@ -343,6 +354,7 @@ impl FlowRunner {
         &self,
         flow: &FlowRecord,
         input: &FlowInput,
+        pending: &mut PendingStep,
     ) -> Result<Completion, ActorError> {
         let mesh = self
             .store
@@ -353,35 +365,27 @@ impl FlowRunner {
             })?;
         let spec = load_spec(&self.store, &mesh).await?;
         // Taking the mesh over (its owner epoch; writes of any older owner are refused from now
-        // on), its running status and the flow's start are one transaction.
+        // on), its running status and the flow's start are one transaction, recorded with the
+        // first task's start.
         let claim = MeshStatusChange {
             status: mesh_statuses(&flow.def_name).map(|(running, _, _)| running.to_owned()),
             ..MeshStatusChange::default()
         };
-        let started = self.event(
+        pending.events.push(self.event(
             flow,
             input,
             FlowStarted {
                 flow_id: flow.id,
                 flow: flow.def_name.clone(),
             },
-        )?;
-        self.events
-            .emit_with_flow_transition(
-                started,
-                flow.id,
-                FlowTransition {
-                    status: FlowStatus::Running,
-                    log_line: None,
-                    fence_epoch: Some(self.config.epoch),
-                    processor: Some(self.config.processor.clone()),
-                },
-                FlowStepEffects {
-                    command: None,
-                    mesh_status: Some((mesh.name.clone(), self.config.epoch, claim)),
-                },
-            )
-            .await?;
+        )?);
+        pending.step.flow = Some(FlowTransition {
+            status: FlowStatus::Running,
+            log_line: None,
+            fence_epoch: None,
+            processor: Some(self.config.processor.clone()),
+        });
+        pending.step.effects.mesh_status = Some((mesh.name.clone(), self.config.epoch, claim));
         let context = TaskContext {
             flow_id: flow.id,
             spec: &spec,
@@ -410,27 +414,28 @@ impl FlowRunner {
                     continue;
                 }
                 if self.control.stop_requested() {
+                    self.flush(flow.id, pending).await?;
                     return Err(ActorError::Interrupted);
                 }
                 let kind = parse(task)?;
-                if let Err(error) = self.run_task(flow, input, &context, task, &kind).await {
+                if let Err(error) = self
+                    .run_task(flow, input, &context, task, &kind, pending)
+                    .await
+                {
                     if is_interruption(&error) {
                         return Err(error);
                     }
                     self.begin_compensation(flow, &kind, error).await?;
+                    compensating = true;
                     break;
                 }
             }
-            if !self
-                .store
-                .list_tasks(flow.id)
-                .await?
-                .iter()
-                .any(|t| TaskKind::parse(&t.name).is_some_and(|k| k.is_compensation()))
-            {
+            if !compensating {
                 return Ok(Completion::Done);
             }
         }
+        // Whatever is pending is recorded before the compensating tasks are read back.
+        self.flush(flow.id, pending).await?;
         // Undo: run the compensating tasks; the flow ends RolledBack with the original failure.
         let tasks = self.store.list_tasks(flow.id).await?;
         let reason = tasks
@@ -453,9 +458,13 @@ impl FlowRunner {
                 continue;
             }
             if self.control.stop_requested() {
+                self.flush(flow.id, pending).await?;
                 return Err(ActorError::Interrupted);
             }
-            if let Err(error) = self.run_task(flow, input, &context, task, &kind).await {
+            if let Err(error) = self
+                .run_task(flow, input, &context, task, &kind, pending)
+                .await
+            {
                 if is_interruption(&error) {
                     return Err(error);
                 }
@@ -503,15 +512,16 @@ impl FlowRunner {
         context: &TaskContext<'_>,
         task: &TaskRecord,
         kind: &TaskKind,
+        pending: &mut PendingStep,
     ) -> Result<(), ActorError> {
         let cluster = kind.cluster().cloned();
-        self.transition_task_announcing(
+        self.stage_task(
+            pending,
             flow,
             input,
             task,
             TaskTransition {
                 status: Some(TaskStatus::Running),
-                fence_epoch: Some(self.config.epoch),
                 ..TaskTransition::default()
             },
             TaskStarted {
@@ -520,8 +530,10 @@ impl FlowRunner {
                 task: task.name.clone(),
                 cluster: cluster.clone(),
             },
-        )
-        .await?;
+        )?;
+        // The task's start (with whatever came before it) is recorded before its work begins:
+        // a long task shows as running while it runs.
+        self.flush(flow.id, pending).await?;
         let mut attempt = 1;
         let result = loop {
             match context.run(kind).await {
@@ -569,7 +581,9 @@ impl FlowRunner {
         };
         match result {
             Ok(done) => {
-                self.transition_task_announcing(
+                // Recorded with the next task's start or the flow's end.
+                self.stage_task(
+                    pending,
                     flow,
                     input,
                     task,
@@ -577,7 +591,6 @@ impl FlowRunner {
                         status: Some(TaskStatus::Succeeded),
                         output: Some(serde_json::json!({ "result": done }).to_string()),
                         log_line: Some(done.clone()),
-                        fence_epoch: Some(self.config.epoch),
                         ..TaskTransition::default()
                     },
                     TaskFinished {
@@ -587,8 +600,6 @@ impl FlowRunner {
                         detail: Some(done),
                     },
                 )
-                .await?;
-                Ok(())
             }
             Err(error) => {
                 let message = error.to_string();
@@ -602,7 +613,8 @@ impl FlowRunner {
                         tracing::warn!(error = %e, cluster = %cluster, "cluster error not recorded");
                     }
                 }
-                self.transition_task_announcing(
+                self.stage_task(
+                    pending,
                     flow,
                     input,
                     task,
@@ -610,7 +622,6 @@ impl FlowRunner {
                         status: Some(TaskStatus::Failed),
                         error: Some(message.clone()),
                         log_line: Some(format!("failed after {attempt} attempt(s): {message}")),
-                        fence_epoch: Some(self.config.epoch),
                         ..TaskTransition::default()
                     },
                     TaskFinished {
@@ -619,26 +630,37 @@ impl FlowRunner {
                         outcome: TaskOutcome::Failed,
                         detail: Some(message),
                     },
-                )
-                .await?;
+                )?;
+                // A failure is recorded at once: what comes next (undoing the flow) reads it.
+                self.flush(flow.id, pending).await?;
                 Err(error)
             }
         }
     }
 
-    /// Moves a task to `transition` and records `body` announcing it, in one transaction.
-    async fn transition_task_announcing(
+    /// Adds a task's `transition` and the event `body` announcing it to the pending step.
+    fn stage_task(
         &self,
+        pending: &mut PendingStep,
         flow: &FlowRecord,
         input: &FlowInput,
         task: &TaskRecord,
         transition: TaskTransition,
         body: impl Into<Event>,
     ) -> Result<(), ActorError> {
-        let envelope = self.event(flow, input, body)?;
-        self.events
-            .emit_with_task_transition(envelope, flow.id, task.id, transition)
-            .await
+        pending.events.push(self.event(flow, input, body)?);
+        pending.step.tasks.push((task.id, transition));
+        Ok(())
+    }
+
+    /// Records the pending step (fenced by the runner's epoch) and publishes its events.
+    async fn flush(&self, flow_id: i64, pending: &mut PendingStep) -> Result<(), ActorError> {
+        let PendingStep { events, mut step } = std::mem::take(pending);
+        if step.is_empty() {
+            return Ok(());
+        }
+        step.fence_epoch = Some(self.config.epoch);
+        self.events.emit_flow_step(flow_id, events, step).await
     }
 
     /// Ends a flow. The flow row turns terminal last, together with its `FlowFinished`, so a
@@ -651,6 +673,7 @@ impl FlowRunner {
         input: &FlowInput,
         status: FlowStatus,
         detail: Option<String>,
+        mut pending: PendingStep,
     ) -> Result<(), ActorError> {
         let ok = status == FlowStatus::Succeeded;
         let command_status = if ok {
@@ -658,10 +681,8 @@ impl FlowRunner {
         } else {
             CommandStatus::Failed
         };
-        let mut effects = FlowStepEffects {
-            command: Some((input.command_id.clone(), command_status, detail.clone())),
-            mesh_status: None,
-        };
+        pending.step.effects.command =
+            Some((input.command_id.clone(), command_status, detail.clone()));
         if let Some((_, succeeded, failed)) = mesh_statuses(&flow.def_name)
             && (flow.def_name != super::defs::DELETE || !ok)
         {
@@ -675,11 +696,17 @@ impl FlowRunner {
                 status: Some(mesh_status.into()),
                 ..MeshStatusChange::default()
             };
-            effects.mesh_status = Some((flow.mesh_name.clone(), self.config.epoch, change));
+            // Also a claim of the mesh, so it replaces the start's claim if that is still pending.
+            pending.step.effects.mesh_status =
+                Some((flow.mesh_name.clone(), self.config.epoch, change));
         }
         if flow.def_name == super::defs::DELETE && ok {
-            self.emit_once(flow, input, "mesh-deleted", mesh_bus::event::MeshDeleted {})
-                .await?;
+            pending.events.push(self.event_once(
+                flow,
+                input,
+                "mesh-deleted",
+                mesh_bus::event::MeshDeleted {},
+            )?);
         }
         let outcome = match status {
             FlowStatus::Succeeded => FlowOutcome::Succeeded,
@@ -690,7 +717,7 @@ impl FlowRunner {
             Some(reason) => format!("flow {status}: {reason}"),
             None => format!("flow {status}"),
         };
-        let finished = self.event_once(
+        pending.events.push(self.event_once(
             flow,
             input,
             "flow-finished",
@@ -699,36 +726,20 @@ impl FlowRunner {
                 outcome,
                 detail,
             },
-        )?;
+        )?);
+        // A start still pending (a flow with nothing left to run) ends in the same write.
+        let processor = pending.step.flow.take().and_then(|start| start.processor);
+        pending.step.flow = Some(FlowTransition {
+            status,
+            log_line: Some(log_line),
+            fence_epoch: None,
+            processor,
+        });
         // The command's outcome, the mesh's status and the flow's end are recorded in the
-        // transaction that stores `FlowFinished`, so a client that reacts to it with its next
-        // command never finds the mesh still busy, and a worker that dies before it leaves all of
-        // them for the next owner's `finish`.
-        self.events
-            .emit_with_flow_transition(
-                finished,
-                flow.id,
-                FlowTransition {
-                    status,
-                    log_line: Some(log_line),
-                    fence_epoch: Some(self.config.epoch),
-                    processor: None,
-                },
-                effects,
-            )
-            .await
-    }
-
-    /// Emits an event that happens once per flow, with an id derived from the flow and `what`.
-    async fn emit_once(
-        &self,
-        flow: &FlowRecord,
-        input: &FlowInput,
-        what: &str,
-        body: impl Into<Event>,
-    ) -> Result<(), ActorError> {
-        let envelope = self.event_once(flow, input, what, body)?;
-        self.events.emit(envelope, Some(flow.id)).await
+        // transaction that stores `FlowFinished` (with the last task's end), so a client that
+        // reacts to it with its next command never finds the mesh still busy, and a worker that
+        // dies before it leaves all of them for the next owner's `finish`.
+        self.flush(flow.id, &mut pending).await
     }
 
     /// An event that happens once per flow: its id is derived from the flow and `what`, so a

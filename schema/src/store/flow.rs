@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
 use super::command::complete_command_in;
-use super::event::{AppendedEvent, append_event_in, append_events_in};
+use super::event::append_events_in;
 use super::mesh::{MeshSpecUpdate, MeshStatusChange, record_mesh_status_in, update_mesh_spec_in};
 use super::{Store, StoreError, last_insert_id, now};
 use crate::models::{FlowRecord, NewEvent, NewFlow, NewTask, TaskRecord};
@@ -72,6 +72,69 @@ pub struct FlowStepEffects {
     pub mesh_status: Option<(String, i64, MeshStatusChange)>,
 }
 
+/// One step of a flow, recorded whole or not at all (see [`Store::record_flow_step`]): a flow's
+/// start with its first task's, one task's end with the next one's start, the last task's end
+/// with the flow's.
+#[derive(Debug, Clone, Default)]
+pub struct FlowStep {
+    /// The writer's lease epoch: the whole step is refused when a newer owner holds the mesh.
+    pub fence_epoch: Option<i64>,
+    /// What the step records besides the flow's and tasks' rows.
+    pub effects: FlowStepEffects,
+    /// The events announcing the step, in the order they happened.
+    pub events: Vec<NewEvent>,
+    /// Task transitions, in the order they happened.
+    pub tasks: Vec<(i64, TaskTransition)>,
+    /// The flow's own transition, made after the tasks'.
+    pub flow: Option<FlowTransition>,
+}
+
+impl FlowStep {
+    /// Whether the step records nothing.
+    pub fn is_empty(&self) -> bool {
+        self.effects.command.is_none()
+            && self.effects.mesh_status.is_none()
+            && self.events.is_empty()
+            && self.tasks.is_empty()
+            && self.flow.is_none()
+    }
+}
+
+/// Records `step` of flow `flow_id` inside the caller's transaction.
+fn record_flow_step_in(
+    conn: &mut crate::database::AnyConnection,
+    flow_id: i64,
+    mut step: FlowStep,
+) -> Result<(), StoreError> {
+    let mut fence_proved = false;
+    if let Some((command_id, status, result)) = step.effects.command.take() {
+        complete_command_in(conn, &command_id, status, result, Some(flow_id))?;
+    }
+    if let Some((mesh, epoch, change)) = &step.effects.mesh_status {
+        match record_mesh_status_in(conn, mesh, *epoch, change) {
+            Ok(()) => fence_proved = step.fence_epoch.is_none_or(|fence| *epoch <= fence),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(epoch) = step.fence_epoch
+        && !fence_proved
+    {
+        super::check_flow_fence(conn, flow_id, epoch)?;
+    }
+    for event in &mut step.events {
+        event.flow_id = Some(flow_id);
+    }
+    append_events_in(conn, &step.events)?;
+    for (task_id, transition) in step.tasks {
+        transition_task_in(conn, task_id, transition)?;
+    }
+    if let Some(transition) = &step.flow {
+        transition_flow_in(conn, flow_id, transition)?;
+    }
+    Ok(())
+}
+
 /// Updates task `id` (fenced when the transition says so), inside the caller's transaction.
 fn transition_task_in(
     conn: &mut crate::database::AnyConnection,
@@ -126,9 +189,10 @@ fn transition_flow_in(
         super::check_fence(conn, &current.mesh_name, epoch)?;
     }
     let at = now();
+    // A flow that ends without having run (nothing left to do) started when it ended.
     let started = current
         .started_at
-        .or((transition.status == FlowStatus::Running).then_some(at));
+        .or((transition.status != FlowStatus::Pending).then_some(at));
     let finished = transition
         .status
         .is_terminal()
@@ -333,32 +397,17 @@ impl Store {
         .await
     }
 
-    /// Moves a flow to a new status and appends the event announcing it, in one transaction with
-    /// `effects` (a flow's end also records its command's outcome and the mesh's status): the
-    /// history never shows a flow's start or end before its rows do, nor the other way round. The
-    /// event is stored once per event id.
-    pub async fn transition_flow_announcing(
-        &self,
-        id: i64,
-        transition: FlowTransition,
-        event: NewEvent,
-        effects: FlowStepEffects,
-    ) -> Result<AppendedEvent, StoreError> {
-        self.run("update flow and append its event", move |conn| {
-            conn.transaction(|conn| {
-                if let Some((command_id, status, result)) = &effects.command {
-                    complete_command_in(conn, command_id, *status, result.clone(), Some(id))?;
-                }
-                if let Some((mesh, epoch, change)) = &effects.mesh_status {
-                    match record_mesh_status_in(conn, mesh, *epoch, change) {
-                        Ok(()) | Err(StoreError::NotFound { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                let appended = append_event_in(conn, &event)?;
-                transition_flow_in(conn, id, &transition)?;
-                Ok(appended)
-            })
+    /// Records `step` of flow `flow_id` in one transaction: its command's outcome and the mesh's
+    /// status (`effects`), the events announcing it, then its task transitions and the flow's
+    /// own, in that order. The history never shows a task's or the flow's start or end before its
+    /// rows do, nor the other way round; each event is stored once per event id.
+    ///
+    /// With `step.fence_epoch` the step is refused (`StoreError::Fenced`, nothing written) when a
+    /// newer owner holds the mesh. A step that claims the mesh's status with that epoch is proved
+    /// by the claim; any other is checked with one query.
+    pub async fn record_flow_step(&self, flow_id: i64, step: FlowStep) -> Result<(), StoreError> {
+        self.run("record a flow step", move |conn| {
+            conn.transaction(|conn| record_flow_step_in(conn, flow_id, step))
         })
         .await
     }
@@ -449,24 +498,6 @@ impl Store {
             conn.transaction(|conn| {
                 transition_task_in(conn, id, transition)?;
                 load_task(conn, id)
-            })
-        })
-        .await
-    }
-
-    /// Updates a task and appends the event announcing the change, in one transaction: the
-    /// history shows a task's start or end exactly when its row does. The event is stored once per
-    /// event id.
-    pub async fn transition_task_announcing(
-        &self,
-        id: i64,
-        transition: TaskTransition,
-        event: NewEvent,
-    ) -> Result<AppendedEvent, StoreError> {
-        self.run("update task and append its event", move |conn| {
-            conn.transaction(|conn| {
-                transition_task_in(conn, id, transition)?;
-                append_event_in(conn, &event)
             })
         })
         .await

@@ -110,7 +110,7 @@ pub struct MeshSpecUpdate {
 pub(crate) fn update_mesh_spec_in(
     conn: &mut AnyConnection,
     update: &MeshSpecUpdate,
-) -> Result<MeshRecord, StoreError> {
+) -> Result<(), StoreError> {
     let name = update.mesh.as_str();
     let changed = diesel::update(mesh::table)
         .filter(mesh::name.eq(name))
@@ -133,10 +133,7 @@ pub(crate) fn update_mesh_spec_in(
             Some(update.expected_generation),
         ));
     }
-    load_live(conn, name)?.ok_or_else(|| StoreError::NotFound {
-        what: "mesh",
-        key: name.to_owned(),
-    })
+    Ok(())
 }
 
 /// Tells why a fenced or compare-and-set update changed no row.
@@ -241,7 +238,13 @@ impl Store {
             change,
         };
         self.run("update mesh spec", move |conn| {
-            conn.transaction(|conn| update_mesh_spec_in(conn, &update))
+            conn.transaction(|conn| {
+                update_mesh_spec_in(conn, &update)?;
+                load_live(conn, &update.mesh)?.ok_or_else(|| StoreError::NotFound {
+                    what: "mesh",
+                    key: update.mesh.clone(),
+                })
+            })
         })
         .await
     }
