@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use mesh_bus::{Bus, EventEnvelope};
 use mesh_schema::Store;
-use mesh_schema::models::{FlowRecord, NewEvent, NewFlow};
+use mesh_schema::models::{NewEvent, NewFlow};
 use mesh_schema::store::flow::FlowStep;
 use mesh_schema::store::mesh::MeshSpecUpdate;
 
@@ -82,7 +82,7 @@ impl EventSink {
 
     /// Accepts command `command_id` in one transaction (its desired-state change `spec`, its flow
     /// with `tasks`, and `events` announcing them), then publishes the events: whoever sees the
-    /// acceptance finds the flow and the new desired state already there.
+    /// acceptance finds the flow and the new desired state already there. Returns the flow's id.
     pub async fn start_flow_announcing(
         &self,
         command_id: &str,
@@ -90,19 +90,19 @@ impl EventSink {
         flow: NewFlow,
         tasks: Vec<String>,
         events: Vec<EventEnvelope>,
-    ) -> Result<FlowRecord, ActorError> {
+    ) -> Result<i64, ActorError> {
         let records = events
             .iter()
             .map(|event| history_record(event, None))
             .collect::<Result<Vec<_>, _>>()?;
-        let flow = self
+        let flow_id = self
             .store
             .start_flow_announcing(command_id, spec, flow, tasks, records)
             .await?;
         for event in &events {
             self.announce(event).await;
         }
-        Ok(flow)
+        Ok(flow_id)
     }
 
     /// Shows a recorded event to the observer and publishes it (a failed publish is logged).

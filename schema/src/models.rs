@@ -220,8 +220,9 @@ pub struct FlowRecord {
 }
 
 /// A flow to record.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = flow)]
+/// Also a changeset: MariaDB/MySQL inserts it as `INSERT … SET` (see `store::kept`).
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = flow, treat_none_as_null = true)]
 pub struct NewFlow {
     /// Tenant of the mesh.
     pub tenant_id: String,
@@ -270,8 +271,9 @@ pub struct TaskRecord {
 }
 
 /// A task to record.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = task)]
+/// Also a changeset: MariaDB/MySQL inserts it as `INSERT … SET` (see `store::kept`).
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = task, treat_none_as_null = true)]
 pub struct NewTask {
     /// Its flow.
     pub flow_id: i64,
@@ -308,8 +310,9 @@ pub struct CommandRecord {
 }
 
 /// A command to record.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = command_log)]
+/// Also a changeset: MariaDB/MySQL inserts it as `INSERT … SET` (see `store::kept`).
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = command_log, treat_none_as_null = true)]
 pub struct NewCommand {
     /// Envelope id.
     pub command_id: String,
@@ -348,8 +351,9 @@ pub struct EventRecord {
 }
 
 /// An event to append.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = mesh_event_log)]
+/// Also a changeset: MariaDB/MySQL inserts it as `INSERT … SET` (see `store::kept`).
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = mesh_event_log, treat_none_as_null = true)]
 pub struct NewEvent {
     /// Envelope id.
     pub event_id: String,

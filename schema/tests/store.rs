@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use mesh_core::{CommandStatus, FlowStatus, TaskStatus, TenantId};
 use mesh_schema::models::{NewCommand, NewEvent, NewFlow, NewMemberCluster, NewMesh, NewTask};
 use mesh_schema::store::cluster::RegisterCluster;
+use mesh_schema::store::command::CommandRecorded;
 use mesh_schema::store::flow::{FlowStep, FlowStepEffects, FlowTransition, TaskTransition};
 use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate, MeshStatusChange};
 use mesh_schema::{StoreError, TenantScope};
@@ -581,10 +582,11 @@ async fn the_command_log_keeps_one_effect_per_command(h: Harness) {
         status: CommandStatus::Accepted.as_str().into(),
     };
     let first = store.record_command(cmd.clone()).await.unwrap();
-    assert!(!first.duplicate);
+    assert_eq!(first, CommandRecorded::New);
+    let recorded = store.get_command(&cmd.command_id).await.unwrap().unwrap();
+    assert_eq!(recorded.status, "Accepted");
     let redelivered = store.record_command(cmd.clone()).await.unwrap();
-    assert!(redelivered.duplicate);
-    assert_eq!(redelivered.record, first.record);
+    assert_eq!(redelivered, CommandRecorded::Duplicate(recorded));
 
     let done = store
         .complete_command(
@@ -598,10 +600,9 @@ async fn the_command_log_keeps_one_effect_per_command(h: Harness) {
     assert_eq!(done.status, "Succeeded");
     assert_eq!(done.flow_id, Some(1));
     let late = store.record_command(cmd.clone()).await.unwrap();
-    assert!(late.duplicate);
-    assert_eq!(
-        late.record.status, "Succeeded",
-        "a late redelivery sees the outcome"
+    assert!(
+        matches!(&late, CommandRecorded::Duplicate(record) if record.status == "Succeeded"),
+        "a late redelivery sees the outcome: {late:?}"
     );
     assert_eq!(store.list_commands("m", 10).await.unwrap().len(), 1);
     assert!(store.get_command("missing").await.unwrap().is_none());
@@ -844,7 +845,7 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
         .unwrap();
     assert_eq!(mesh.generation, generation + 1);
     assert_eq!(mesh.config.as_deref(), Some(r#"{"traceSampling":5.0}"#));
-    let tasks = store.list_tasks(accepted.id).await.unwrap();
+    let tasks = store.list_tasks(accepted).await.unwrap();
     assert_eq!(
         tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
         ["telemetry:east", "verify"]
@@ -856,7 +857,7 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
             .unwrap()
             .unwrap()
             .flow_id,
-        Some(accepted.id)
+        Some(accepted)
     );
     let history = store.list_events("acc", 0, 10).await.unwrap();
     assert_eq!(
@@ -865,8 +866,8 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
             .map(|e| (e.kind.as_str(), e.flow_id))
             .collect::<Vec<_>>(),
         [
-            ("CommandAccepted", Some(accepted.id)),
-            ("MeshConfigUpdated", Some(accepted.id))
+            ("CommandAccepted", Some(accepted)),
+            ("MeshConfigUpdated", Some(accepted))
         ],
         "both events belong to the flow, in order"
     );
@@ -940,7 +941,7 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
             .collect::<Vec<_>>(),
         ["acc-1", "acc-2", "acc-4"]
     );
-    assert_eq!(history[2].flow_id, Some(again.id));
+    assert_eq!(history[2].flow_id, Some(again));
     assert_eq!(store.event_snapshot("acc").await.unwrap().len(), 3);
 }
 
@@ -956,7 +957,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         status: CommandStatus::Accepted.as_str().into(),
     };
     store.record_command(command.clone()).await.unwrap();
-    let flow = store
+    let flow_id = store
         .start_flow_announcing(
             &command.command_id,
             None,
@@ -974,7 +975,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         )
         .await
         .unwrap();
-    let tasks = store.list_tasks(flow.id).await.unwrap();
+    let tasks = store.list_tasks(flow_id).await.unwrap();
     let running = |processor: Option<&str>| FlowTransition {
         status: FlowStatus::Running,
         log_line: None,
@@ -1001,7 +1002,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
     let before = store.fenced_write_count();
     let stale = store
         .record_flow_step(
-            flow.id,
+            flow_id,
             FlowStep {
                 fence_epoch: Some(2),
                 effects: claim(2),
@@ -1029,18 +1030,18 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
     assert_eq!(store.fenced_write_count(), before + 1);
     assert_eq!(store.list_events("step", 0, 10).await.unwrap().len(), 1);
     assert_eq!(
-        store.get_flow(flow.id).await.unwrap().unwrap().status,
+        store.get_flow(flow_id).await.unwrap().unwrap().status,
         FlowStatus::Pending.as_str()
     );
     assert_eq!(
-        store.list_tasks(flow.id).await.unwrap()[0].status,
+        store.list_tasks(flow_id).await.unwrap()[0].status,
         TaskStatus::Pending.as_str()
     );
 
     // Without a claim, the step is fenced by one check of the flow's mesh.
     let unclaimed = store
         .record_flow_step(
-            flow.id,
+            flow_id,
             FlowStep {
                 fence_epoch: Some(2),
                 events: vec![event("step-stale-3", "step", "TaskStarted")],
@@ -1059,7 +1060,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
     // The owner's start: the claim, the flow's and first task's start and their events at once.
     store
         .record_flow_step(
-            flow.id,
+            flow_id,
             FlowStep {
                 fence_epoch: Some(3),
                 effects: claim(3),
@@ -1073,7 +1074,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         )
         .await
         .unwrap();
-    let started = store.get_flow(flow.id).await.unwrap().unwrap();
+    let started = store.get_flow(flow_id).await.unwrap().unwrap();
     assert_eq!(started.status, FlowStatus::Running.as_str());
     assert_eq!(started.processor, "w1");
     assert!(started.started_at.is_some() && started.heartbeat.is_some());
@@ -1090,7 +1091,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
     // One task's end with the next one's start, then the last one's end with the flow's.
     store
         .record_flow_step(
-            flow.id,
+            flow_id,
             FlowStep {
                 fence_epoch: Some(3),
                 events: vec![
@@ -1108,7 +1109,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         .unwrap();
     store
         .record_flow_step(
-            flow.id,
+            flow_id,
             FlowStep {
                 fence_epoch: Some(3),
                 effects: FlowStepEffects {
@@ -1130,12 +1131,12 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         )
         .await
         .unwrap();
-    let finished = store.get_flow(flow.id).await.unwrap().unwrap();
+    let finished = store.get_flow(flow_id).await.unwrap().unwrap();
     assert_eq!(finished.status, FlowStatus::Succeeded.as_str());
     assert!(finished.finished_at.is_some());
     assert!(
         store
-            .list_tasks(flow.id)
+            .list_tasks(flow_id)
             .await
             .unwrap()
             .iter()
@@ -1160,7 +1161,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
             "step-0", "step-1", "step-2", "step-3", "step-4", "step-5", "step-6"
         ]
     );
-    assert!(history.iter().all(|e| e.flow_id == Some(flow.id)));
+    assert!(history.iter().all(|e| e.flow_id == Some(flow_id)));
     assert_eq!(store.event_snapshot("step").await.unwrap().len(), 7);
 }
 

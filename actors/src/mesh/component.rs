@@ -13,6 +13,7 @@ use mesh_bus::{Command, CommandEnvelope, Event, EventEnvelope};
 use mesh_core::spec::{MemberSpec, MeshConfig, MeshSpec, describe_errors};
 use mesh_core::{CommandStatus, FlowStatus, VersionCatalog};
 use mesh_schema::models::{MeshRecord, NewCommand, NewFlow, NewMemberCluster, NewMesh};
+use mesh_schema::store::command::CommandRecorded;
 use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate};
 use mesh_schema::{StoreError, TenantScope};
 
@@ -125,8 +126,9 @@ impl MeshComponent {
                 status: CommandStatus::Accepted.as_str().to_owned(),
             })
             .await?;
-        if recorded.duplicate {
-            match recorded.record.flow_id {
+        let redelivered = matches!(recorded, CommandRecorded::Duplicate(_));
+        if let CommandRecorded::Duplicate(record) = &recorded {
+            match record.flow_id {
                 Some(flow_id) => {
                     let running = store
                         .get_flow(flow_id)
@@ -139,14 +141,14 @@ impl MeshComponent {
                         Acceptance::Duplicate
                     });
                 }
-                None if recorded.record.status != CommandStatus::Accepted.as_str() => {
+                None if record.status != CommandStatus::Accepted.as_str() => {
                     return Ok(Acceptance::Duplicate);
                 }
                 // Accepted but no flow: the previous delivery stopped half-way; decide again.
                 None => {}
             }
         }
-        let decision = self.decide(command, recorded.duplicate).await?;
+        let decision = self.decide(command, redelivered).await?;
         match decision {
             Decision::Reject(reason) => self.reject_command(command, reason).await,
             Decision::Defer => Ok(Acceptance::Deferred),
@@ -255,7 +257,7 @@ impl MeshComponent {
         if let Some(body) = announce {
             events.push(caused_by(command, body)?);
         }
-        let flow = self
+        let flow_id = self
             .runner
             .events()
             .start_flow_announcing(
@@ -275,7 +277,7 @@ impl MeshComponent {
                 events,
             )
             .await?;
-        Ok(Acceptance::Started(flow.id))
+        Ok(Acceptance::Started(flow_id))
     }
 
     async fn running_flow(&self, mesh: &str) -> Result<Option<(i64, String)>, ActorError> {

@@ -7,6 +7,7 @@
 use diesel::prelude::*;
 use mesh_core::CommandStatus;
 
+use super::kept::{self, insert_row};
 use super::{Store, StoreError, now};
 use crate::database::AnyConnection;
 use crate::models::{CommandRecord, NewCommand};
@@ -14,11 +15,12 @@ use crate::schema::command_log;
 
 /// The result of recording a command.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CommandRecorded {
-    /// The command's row as it now stands.
-    pub record: CommandRecord,
-    /// Whether the id had been recorded before (this delivery must have no effect).
-    pub duplicate: bool,
+pub enum CommandRecorded {
+    /// The first delivery of the id: recorded now, to be acted on.
+    New,
+    /// The id had been recorded before (this delivery must have no effect): its row as it stands,
+    /// with the flow it started and its outcome.
+    Duplicate(CommandRecord),
 }
 
 /// Records a command's outcome (and its flow), inside the caller's transaction.
@@ -28,26 +30,25 @@ pub(crate) fn complete_command_in(
     status: CommandStatus,
     result: Option<String>,
     flow_id: Option<i64>,
-) -> Result<CommandRecord, StoreError> {
-    let changed = diesel::update(command_log::table.find(id))
-        .set((
+) -> Result<(), StoreError> {
+    let changed = kept::update(
+        command_log::table.find(id),
+        (
             command_log::status.eq(status.as_str()),
             command_log::result.eq(result),
             command_log::flow_id.eq(flow_id),
             command_log::updated_at.eq(now()),
-        ))
-        .execute(conn)
-        .map_err(|e| StoreError::query("complete command", "command", id, e))?;
+        ),
+    )
+    .execute(conn)
+    .map_err(|e| StoreError::query("complete command", "command", id, e))?;
     if changed == 0 {
         return Err(StoreError::NotFound {
             what: "command",
             key: id.to_owned(),
         });
     }
-    load_command(conn, id)?.ok_or(StoreError::NotFound {
-        what: "command",
-        key: id.to_owned(),
-    })
+    Ok(())
 }
 
 fn load_command(conn: &mut AnyConnection, id: &str) -> Result<Option<CommandRecord>, StoreError> {
@@ -63,21 +64,18 @@ impl Store {
     /// Records a command unless its id is known; tells which happened.
     pub async fn record_command(&self, new: NewCommand) -> Result<CommandRecorded, StoreError> {
         self.run("record command", move |conn| {
-            let inserted = diesel::insert_into(command_log::table)
-                .values(&new)
-                .execute(conn)
+            let inserted = insert_row!(conn, command_log::table, &new)
                 .map_err(|e| StoreError::query("record command", "command", &new.command_id, e));
-            let duplicate = match inserted {
-                Ok(_) => false,
-                Err(StoreError::AlreadyExists { .. }) => true,
-                Err(e) => return Err(e),
-            };
-            let record =
-                load_command(conn, &new.command_id)?.ok_or_else(|| StoreError::NotFound {
-                    what: "command",
-                    key: new.command_id.clone(),
-                })?;
-            Ok(CommandRecorded { record, duplicate })
+            match inserted {
+                Ok(_) => Ok(CommandRecorded::New),
+                Err(StoreError::AlreadyExists { .. }) => load_command(conn, &new.command_id)?
+                    .map(CommandRecorded::Duplicate)
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: "command",
+                        key: new.command_id.clone(),
+                    }),
+                Err(e) => Err(e),
+            }
         })
         .await
     }
@@ -92,7 +90,11 @@ impl Store {
     ) -> Result<CommandRecord, StoreError> {
         let id = id.to_owned();
         self.run("complete command", move |conn| {
-            complete_command_in(conn, &id, status, result, flow_id)
+            complete_command_in(conn, &id, status, result, flow_id)?;
+            load_command(conn, &id)?.ok_or(StoreError::NotFound {
+                what: "command",
+                key: id.clone(),
+            })
         })
         .await
     }

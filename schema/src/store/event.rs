@@ -5,6 +5,7 @@
 
 use diesel::prelude::*;
 
+use super::kept::{self, insert_row};
 use super::{Store, StoreError, last_insert_id};
 use crate::database::AnyConnection;
 use crate::models::{EventRecord, NewEvent};
@@ -41,10 +42,12 @@ fn update_snapshot(
     let has_row = existing.is_some();
     let text = snapshot_with(existing.flatten().as_deref(), payloads)?;
     if has_row {
-        diesel::update(mesh_events::table.filter(mesh_events::name.eq(mesh_name)))
-            .set(mesh_events::events.eq(Some(text)))
-            .execute(conn)
-            .map_err(err)?;
+        kept::update(
+            mesh_events::table.filter(mesh_events::name.eq(mesh_name)),
+            mesh_events::events.eq(Some(text)),
+        )
+        .execute(conn)
+        .map_err(err)?;
     } else {
         diesel::insert_into(mesh_events::table)
             .values((
@@ -92,56 +95,57 @@ fn snapshot_with(existing: Option<&str>, payloads: &[&str]) -> Result<String, St
     serde_json::to_string(&events).map_err(encode)
 }
 
+/// Stores `new` unless an event of its id is stored already (a step run again); whether it was
+/// stored now. Inserted first, looked up only when its id is taken: a stored event is rare, and
+/// the failed insert leaves the transaction usable on both backends.
+fn insert_event(conn: &mut AnyConnection, new: &NewEvent) -> Result<bool, StoreError> {
+    match insert_row!(conn, mesh_event_log::table, new) {
+        Ok(_) => Ok(true),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(false),
+        Err(e) => Err(StoreError::query("append event", "event", &new.event_id, e)),
+    }
+}
+
 /// Appends `new` to its mesh's history (once per event id) and refreshes the snapshot, inside the
-/// caller's transaction.
+/// caller's transaction; tells where it stands in the history.
 pub(crate) fn append_event_in(
     conn: &mut AnyConnection,
     new: &NewEvent,
 ) -> Result<AppendedEvent, StoreError> {
-    let mut appended = append_events_in(conn, std::slice::from_ref(new))?;
-    appended.pop().ok_or(StoreError::Encode {
-        what: "event",
-        reason: "no event was appended".into(),
+    let err = |e| StoreError::query("append event", "event", &new.event_id, e);
+    if insert_event(conn, new)? {
+        let id = last_insert_id(conn).map_err(err)?;
+        update_snapshot(conn, &new.mesh_name, &[&new.payload])?;
+        return Ok(AppendedEvent {
+            id,
+            duplicate: false,
+        });
+    }
+    let id: i64 = mesh_event_log::table
+        .filter(mesh_event_log::event_id.eq(&new.event_id))
+        .select(mesh_event_log::id)
+        .first(conn)
+        .map_err(err)?;
+    Ok(AppendedEvent {
+        id,
+        duplicate: true,
     })
 }
 
 /// Appends `events` (in order, once per event id) to their meshes' histories and refreshes each
-/// mesh's snapshot once, inside the caller's transaction.
+/// mesh's snapshot once, inside the caller's transaction. Their positions are not read back.
 pub(crate) fn append_events_in(
     conn: &mut AnyConnection,
     events: &[NewEvent],
-) -> Result<Vec<AppendedEvent>, StoreError> {
-    let mut appended = Vec::with_capacity(events.len());
+) -> Result<(), StoreError> {
     let mut fresh: Vec<(&str, Vec<&str>)> = Vec::new();
     for new in events {
-        let err = |e| StoreError::query("append event", "event", &new.event_id, e);
-        // Inserted first, looked up only when its id is taken: a stored event is rare (a step
-        // run again), and the failed insert leaves the transaction usable on both backends.
-        let inserted = diesel::insert_into(mesh_event_log::table)
-            .values(new)
-            .execute(conn);
-        if let Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) = inserted
-        {
-            let id: i64 = mesh_event_log::table
-                .filter(mesh_event_log::event_id.eq(&new.event_id))
-                .select(mesh_event_log::id)
-                .first(conn)
-                .map_err(err)?;
-            appended.push(AppendedEvent {
-                id,
-                duplicate: true,
-            });
+        if !insert_event(conn, new)? {
             continue;
         }
-        inserted.map_err(err)?;
-        let id = last_insert_id(conn).map_err(err)?;
-        appended.push(AppendedEvent {
-            id,
-            duplicate: false,
-        });
         match fresh.iter_mut().find(|(mesh, _)| *mesh == new.mesh_name) {
             Some((_, payloads)) => payloads.push(&new.payload),
             None => fresh.push((&new.mesh_name, vec![&new.payload])),
@@ -150,7 +154,7 @@ pub(crate) fn append_events_in(
     for (mesh, payloads) in &fresh {
         update_snapshot(conn, mesh, payloads)?;
     }
-    Ok(appended)
+    Ok(())
 }
 
 impl Store {

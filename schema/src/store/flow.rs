@@ -7,6 +7,7 @@ use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
 use super::command::complete_command_in;
 use super::event::append_events_in;
+use super::kept::{self, insert_row};
 use super::mesh::{MeshSpecUpdate, MeshStatusChange, record_mesh_status_in, update_mesh_spec_in};
 use super::{Store, StoreError, last_insert_id, now};
 use crate::models::{FlowRecord, NewEvent, NewFlow, NewTask, TaskRecord};
@@ -161,8 +162,9 @@ fn transition_task_in(
         Some(line) => Some(append_log(current.log, line)),
         None => current.log,
     };
-    diesel::update(task::table.find(id))
-        .set((
+    kept::update(
+        task::table.find(id),
+        (
             task::status.eq(status),
             task::output.eq(transition.output.or(current.output)),
             task::error.eq(transition.error.or(current.error)),
@@ -171,9 +173,10 @@ fn transition_task_in(
             task::started_at.eq(started),
             task::finished_at.eq(finished),
             task::updated_at.eq(at),
-        ))
-        .execute(conn)
-        .map_err(|e| StoreError::query("update task", "task", id.to_string(), e))?;
+        ),
+    )
+    .execute(conn)
+    .map_err(|e| StoreError::query("update task", "task", id.to_string(), e))?;
     Ok(())
 }
 
@@ -206,8 +209,9 @@ fn transition_flow_in(
         Some(processor) => (processor.clone(), Some(at)),
         None => (current.processor, current.heartbeat),
     };
-    diesel::update(flow::table.find(id))
-        .set((
+    kept::update(
+        flow::table.find(id),
+        (
             flow::status.eq(transition.status.as_str()),
             flow::started_at.eq(started),
             flow::finished_at.eq(finished),
@@ -215,46 +219,44 @@ fn transition_flow_in(
             flow::processor.eq(processor),
             flow::heartbeat.eq(heartbeat),
             flow::updated_at.eq(at),
-        ))
-        .execute(conn)
-        .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
+        ),
+    )
+    .execute(conn)
+    .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
     Ok(())
 }
 
 /// Records a flow with its `Pending` tasks and links `command_id` to it, inside the caller's
-/// transaction.
+/// transaction; returns the flow's id.
 fn start_flow_in(
     conn: &mut crate::database::AnyConnection,
     command_id: &str,
     new: &NewFlow,
     task_names: &[String],
-) -> Result<FlowRecord, StoreError> {
+) -> Result<i64, StoreError> {
     use crate::schema::command_log;
     let err = |e| StoreError::query("start flow", "flow", &new.name, e);
-    diesel::insert_into(flow::table)
-        .values(new)
-        .execute(conn)
-        .map_err(err)?;
+    insert_row!(conn, flow::table, new).map_err(err)?;
     let id = last_insert_id(conn).map_err(err)?;
     for name in task_names {
-        diesel::insert_into(task::table)
-            .values(NewTask {
-                flow_id: id,
-                name: name.clone(),
-                status: TaskStatus::Pending.as_str().to_owned(),
-                steps: String::new(),
-            })
-            .execute(conn)
-            .map_err(err)?;
+        let row = NewTask {
+            flow_id: id,
+            name: name.clone(),
+            status: TaskStatus::Pending.as_str().to_owned(),
+            steps: String::new(),
+        };
+        insert_row!(conn, task::table, &row).map_err(err)?;
     }
-    diesel::update(command_log::table.find(command_id))
-        .set((
+    kept::update(
+        command_log::table.find(command_id),
+        (
             command_log::flow_id.eq(Some(id)),
             command_log::updated_at.eq(now()),
-        ))
-        .execute(conn)
-        .map_err(err)?;
-    load_flow(conn, id)
+        ),
+    )
+    .execute(conn)
+    .map_err(err)?;
+    Ok(id)
 }
 
 fn load_flow(conn: &mut crate::database::AnyConnection, id: i64) -> Result<FlowRecord, StoreError> {
@@ -304,6 +306,7 @@ impl Store {
     /// compared-and-set on the generation), records its flow with its tasks, links the command to
     /// the flow and appends `events` (the acceptance and what it announces) as the flow's. Either
     /// all of it exists afterwards or none: a refused compare-and-set leaves no flow behind.
+    /// Returns the flow's id.
     pub async fn start_flow_announcing(
         &self,
         command_id: &str,
@@ -311,19 +314,19 @@ impl Store {
         new: NewFlow,
         task_names: Vec<String>,
         mut events: Vec<NewEvent>,
-    ) -> Result<FlowRecord, StoreError> {
+    ) -> Result<i64, StoreError> {
         let command_id = command_id.to_owned();
         self.run("accept command and start its flow", move |conn| {
             conn.transaction(|conn| {
                 if let Some(spec) = &spec {
                     update_mesh_spec_in(conn, spec)?;
                 }
-                let flow = start_flow_in(conn, &command_id, &new, &task_names)?;
+                let flow_id = start_flow_in(conn, &command_id, &new, &task_names)?;
                 for event in &mut events {
-                    event.flow_id = Some(flow.id);
+                    event.flow_id = Some(flow_id);
                 }
                 append_events_in(conn, &events)?;
-                Ok(flow)
+                Ok(flow_id)
             })
         })
         .await
@@ -427,13 +430,15 @@ impl Store {
             if let Some(epoch) = fence_epoch {
                 super::check_flow_fence(conn, id, epoch)?;
             }
-            let changed = diesel::update(flow::table.find(id))
-                .set((
+            let changed = kept::update(
+                flow::table.find(id),
+                (
                     flow::processor.eq(&processor),
                     flow::heartbeat.eq(Some(now())),
-                ))
-                .execute(conn)
-                .map_err(|e| StoreError::query("heartbeat flow", "flow", id.to_string(), e))?;
+                ),
+            )
+            .execute(conn)
+            .map_err(|e| StoreError::query("heartbeat flow", "flow", id.to_string(), e))?;
             if changed == 0 {
                 return Err(StoreError::NotFound {
                     what: "flow",

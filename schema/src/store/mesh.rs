@@ -7,6 +7,7 @@
 
 use diesel::prelude::*;
 
+use super::kept;
 use super::{Store, StoreError, TenantScope, now};
 use crate::database::AnyConnection;
 use crate::models::{MeshRecord, NewMesh};
@@ -76,17 +77,19 @@ pub(crate) fn record_mesh_status_in(
     epoch: i64,
     change: &MeshStatusChange,
 ) -> Result<(), StoreError> {
-    let changed = diesel::update(mesh::table)
-        .filter(mesh::name.eq(name))
-        .filter(mesh::deleted_flag.eq(0))
-        .filter(mesh::owner_epoch.le(epoch))
-        .set((
+    let changed = kept::update(
+        mesh::table
+            .filter(mesh::name.eq(name))
+            .filter(mesh::deleted_flag.eq(0))
+            .filter(mesh::owner_epoch.le(epoch)),
+        (
             change,
             mesh::owner_epoch.eq(epoch),
             mesh::updated_at.eq(now()),
-        ))
-        .execute(conn)
-        .map_err(|e| StoreError::query("update mesh status", "mesh", name, e))?;
+        ),
+    )
+    .execute(conn)
+    .map_err(|e| StoreError::query("update mesh status", "mesh", name, e))?;
     if changed == 0 {
         return Err(explain_refusal(conn, name, epoch, None));
     }
@@ -112,19 +115,21 @@ pub(crate) fn update_mesh_spec_in(
     update: &MeshSpecUpdate,
 ) -> Result<(), StoreError> {
     let name = update.mesh.as_str();
-    let changed = diesel::update(mesh::table)
-        .filter(mesh::name.eq(name))
-        .filter(mesh::deleted_flag.eq(0))
-        .filter(mesh::generation.eq(update.expected_generation))
-        .filter(mesh::owner_epoch.le(update.epoch))
-        .set((
+    let changed = kept::update(
+        mesh::table
+            .filter(mesh::name.eq(name))
+            .filter(mesh::deleted_flag.eq(0))
+            .filter(mesh::generation.eq(update.expected_generation))
+            .filter(mesh::owner_epoch.le(update.epoch)),
+        (
             &update.change,
             mesh::generation.eq(mesh::generation + 1),
             mesh::owner_epoch.eq(update.epoch),
             mesh::updated_at.eq(now()),
-        ))
-        .execute(conn)
-        .map_err(|e| StoreError::query("update mesh spec", "mesh", name, e))?;
+        ),
+    )
+    .execute(conn)
+    .map_err(|e| StoreError::query("update mesh spec", "mesh", name, e))?;
     if changed == 0 {
         return Err(explain_refusal(
             conn,

@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod command;
 pub mod event;
 pub mod flow;
+pub(crate) mod kept;
 pub mod mesh;
 pub mod resource;
 pub mod secret;
