@@ -79,9 +79,10 @@ struct Scope {
 
 impl DriftSupervisor {
     /// Looks for meshes that gained or lost resources (or members) when the partition is taken,
-    /// whenever one of its flows ends (only flows change them, and the partition's flows run
-    /// here), and every `drift_resync` as a safety net; not on a fixed short tick, which would
-    /// read every mesh's resources over and over.
+    /// whenever one of its flows that can change them ends (only flows change them, and the
+    /// partition's flows run here), and every `drift_resync` as a safety net; not on a fixed
+    /// short tick, nor after every configuration change, which would read every mesh's resources
+    /// over and over.
     async fn run(mut self) {
         let control = std::sync::Arc::clone(self.runner.control());
         let resync = self.runner.config().drift_resync;

@@ -47,6 +47,21 @@ pub mod defs {
     pub const CANARY_ROLLBACK: &str = "canary-rollback";
     /// Upgrade the control plane in place, cluster by cluster.
     pub const UPGRADE_IN_PLACE: &str = "upgrade-in-place";
+
+    /// Whether a flow of definition `def_name` can change what drift supervision watches: a
+    /// mesh's members or its desired Istio resources. Configuration changes, repairs and
+    /// upgrades cannot; an unknown name counts as one that can.
+    pub fn changes_watched_state(def_name: &str) -> bool {
+        !matches!(
+            def_name,
+            RECONFIGURE
+                | REPAIR_DRIFT
+                | UPGRADE_CANARY
+                | CANARY_CONFIRM
+                | CANARY_ROLLBACK
+                | UPGRADE_IN_PLACE
+        )
+    }
 }
 
 /// What one task does.
@@ -379,6 +394,30 @@ mod tests {
                 .map(|(n, r)| MemberSpec::new(ClusterName::new(*n).expect("valid"), *r))
                 .collect(),
             config: MeshConfig::default(),
+        }
+    }
+
+    #[test]
+    fn only_flows_that_change_members_or_resources_wake_drift_supervision() {
+        for def_name in [
+            defs::INSTALL,
+            defs::ADD_CLUSTER,
+            defs::REMOVE_CLUSTER,
+            defs::DELETE,
+            defs::APPLY_RESOURCES,
+            "a-definition-added-later",
+        ] {
+            assert!(defs::changes_watched_state(def_name), "{def_name}");
+        }
+        for def_name in [
+            defs::RECONFIGURE,
+            defs::REPAIR_DRIFT,
+            defs::UPGRADE_CANARY,
+            defs::CANARY_CONFIRM,
+            defs::CANARY_ROLLBACK,
+            defs::UPGRADE_IN_PLACE,
+        ] {
+            assert!(!defs::changes_watched_state(def_name), "{def_name}");
         }
     }
 

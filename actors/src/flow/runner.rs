@@ -118,7 +118,7 @@ pub struct FlowRunner {
 }
 
 /// Shared between a partition's flows: a request to stop at the next task boundary, how many
-/// flows are running, and a signal when one ends.
+/// flows are running, and a signal when one that changed members or resources ends.
 #[derive(Debug, Default)]
 pub struct RunControl {
     stop: std::sync::atomic::AtomicBool,
@@ -142,8 +142,10 @@ impl RunControl {
         self.active.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Waits until a flow of the partition has ended (at once when one ended since the last
-    /// wait): what a flow changes (resources, members, the mesh itself) is settled then.
+    /// Waits until a flow of the partition that can change members or desired resources has
+    /// ended (at once when one ended since the last wait): what it changed is settled then.
+    /// Configuration changes, repairs and upgrades do not wake it (see
+    /// [`super::defs::changes_watched_state`]).
     pub async fn flow_ended(&self) {
         self.ended.notified().await;
     }
@@ -329,7 +331,9 @@ impl FlowRunner {
             Err(error) => (FlowStatus::Failed, Some(error.to_string())),
         };
         self.finish(&flow, &input, status, detail, pending).await?;
-        self.control.ended.notify_one();
+        if super::defs::changes_watched_state(&flow.def_name) {
+            self.control.ended.notify_one();
+        }
         Ok(status)
     }
 

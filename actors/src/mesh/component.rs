@@ -316,7 +316,13 @@ impl MeshComponent {
                 command.mesh
             ));
         }
-        if let Some(reason) = self.blocked_by_upgrade(command).await? {
+        // Read once here: the upgrade check and a configuration change both decide on it.
+        let mesh = if Self::passes_upgrades(command) {
+            None
+        } else {
+            self.visible_mesh(command).await?
+        };
+        if let Some(reason) = Self::blocked_by_upgrade(command, mesh.as_ref()) {
             return reject(reason);
         }
         match &command.body {
@@ -344,8 +350,10 @@ impl MeshComponent {
             }
             Command::SetTraceSampling(SetTraceSampling { percent }) => {
                 let percent = percent.get();
-                self.decide_reconfigure(command, move |config| config.trace_sampling = percent)
-                    .await
+                self.decide_reconfigure(command, mesh, move |config| {
+                    config.trace_sampling = percent;
+                })
+                .await
             }
             Command::SetAutoInjection(SetAutoInjection {
                 cluster,
@@ -353,7 +361,7 @@ impl MeshComponent {
             }) => {
                 let namespaces: Vec<String> = namespaces.iter().map(ToString::to_string).collect();
                 let cluster = cluster.to_string();
-                self.decide_reconfigure(command, move |config| {
+                self.decide_reconfigure(command, mesh, move |config| {
                     if namespaces.is_empty() {
                         config.auto_injection_namespaces.remove(&cluster);
                     } else {
@@ -364,7 +372,7 @@ impl MeshComponent {
             }
             Command::SetOutboundTraffic(SetOutboundTraffic { policy }) => {
                 let policy = *policy;
-                self.decide_reconfigure(command, move |config| {
+                self.decide_reconfigure(command, mesh, move |config| {
                     config.outbound_traffic_policy = policy;
                 })
                 .await
@@ -374,7 +382,7 @@ impl MeshComponent {
                     Ok(parsed) => parsed,
                     Err(e) => return reject(format!("invalid mesh configuration: {e}")),
                 };
-                self.decide_reconfigure(command, move |config| *config = parsed)
+                self.decide_reconfigure(command, mesh, move |config| *config = parsed)
                     .await
             }
             Command::ApplyResources(apply) => self.decide_apply_resources(command, apply).await,
@@ -600,13 +608,15 @@ impl MeshComponent {
         })
     }
 
+    /// Decides a configuration change of `mesh` (as `decide` read it).
     async fn decide_reconfigure(
         &self,
         command: &CommandEnvelope,
+        mesh: Option<MeshRecord>,
         change: impl FnOnce(&mut MeshConfig),
     ) -> Result<Decision, ActorError> {
         let store = self.runner.store();
-        let Some(mesh) = self.visible_mesh(command).await? else {
+        let Some(mesh) = mesh else {
             return reject(format!("mesh {} does not exist", command.mesh));
         };
         if matches!(mesh.status.as_str(), "Creating" | "Deleting") {

@@ -6,6 +6,7 @@
 use mesh_bus::command::{CanaryAction, UpgradeMesh, UpgradeStrategy};
 use mesh_bus::{Command, CommandEnvelope};
 use mesh_core::upgrade::{UpgradeKind, check_upgrade};
+use mesh_schema::models::MeshRecord;
 use mesh_schema::store::mesh::MeshStatusChange;
 
 use super::{Decision, MeshComponent, reject};
@@ -18,22 +19,25 @@ use crate::flow::upgrade::{
 };
 
 impl MeshComponent {
-    /// Why `command` must wait for the mesh's upgrade to end, if it must.
-    pub(super) async fn blocked_by_upgrade(
-        &self,
-        command: &CommandEnvelope,
-    ) -> Result<Option<String>, ActorError> {
-        if matches!(
+    /// Whether `command` is one an upgrade under way does not hold back: the upgrade's own
+    /// commands, and deleting the mesh.
+    pub(super) fn passes_upgrades(command: &CommandEnvelope) -> bool {
+        matches!(
             command.body,
             Command::UpgradeMesh(_) | Command::CanaryOperate(_) | Command::DeleteMesh(_)
-        ) {
-            return Ok(None);
+        )
+    }
+
+    /// Why `command` must wait for the upgrade of `mesh` (as it is now) to end, if it must.
+    pub(super) fn blocked_by_upgrade(
+        command: &CommandEnvelope,
+        mesh: Option<&MeshRecord>,
+    ) -> Option<String> {
+        if Self::passes_upgrades(command) {
+            return None;
         }
-        let Some(mesh) = self.visible_mesh(command).await? else {
-            return Ok(None);
-        };
-        let (upgrade, _) = recorded_upgrade(mesh.state.as_deref());
-        Ok(upgrade.map(|u| {
+        let (upgrade, _) = recorded_upgrade(mesh?.state.as_deref());
+        upgrade.map(|u| {
             format!(
                 "mesh {} is being upgraded from Istio {} to {} ({}); confirm or roll the upgrade back first",
                 command.mesh,
@@ -41,7 +45,7 @@ impl MeshComponent {
                 u.to,
                 phase_name(u.phase)
             )
-        }))
+        })
     }
 
     pub(super) async fn decide_upgrade(
