@@ -976,12 +976,6 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         .await
         .unwrap();
     let tasks = store.list_tasks(flow_id).await.unwrap();
-    let running = |processor: Option<&str>| FlowTransition {
-        status: FlowStatus::Running,
-        log_line: None,
-        fence_epoch: None,
-        processor: processor.map(Into::into),
-    };
     let task_to = |status: TaskStatus| TaskTransition {
         status: Some(status),
         ..TaskTransition::default()
@@ -998,22 +992,27 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         )),
     };
 
+    // The flow's start with its first task's, by the holder of `epoch`.
+    let start = |epoch: i64, event_ids: [&str; 2], processor: &str| FlowStep {
+        fence_epoch: Some(epoch),
+        effects: claim(epoch),
+        events: vec![
+            event(event_ids[0], "step", "FlowStarted"),
+            event(event_ids[1], "step", "TaskStarted"),
+        ],
+        tasks: vec![(tasks[0].id, task_to(TaskStatus::Running))],
+        flow: Some(FlowTransition {
+            status: FlowStatus::Running,
+            log_line: None,
+            fence_epoch: None,
+            processor: Some(processor.into()),
+        }),
+    };
+
     // A stale owner's step (its claim refused) leaves nothing: no event, no row changed.
     let before = store.fenced_write_count();
     let stale = store
-        .record_flow_step(
-            flow_id,
-            FlowStep {
-                fence_epoch: Some(2),
-                effects: claim(2),
-                events: vec![
-                    event("step-stale-1", "step", "FlowStarted"),
-                    event("step-stale-2", "step", "TaskStarted"),
-                ],
-                tasks: vec![(tasks[0].id, task_to(TaskStatus::Running))],
-                flow: Some(running(Some("old"))),
-            },
-        )
+        .record_flow_step(flow_id, start(2, ["step-stale-1", "step-stale-2"], "old"))
         .await
         .unwrap_err();
     assert!(
@@ -1059,19 +1058,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
 
     // The owner's start: the claim, the flow's and first task's start and their events at once.
     store
-        .record_flow_step(
-            flow_id,
-            FlowStep {
-                fence_epoch: Some(3),
-                effects: claim(3),
-                events: vec![
-                    event("step-1", "step", "FlowStarted"),
-                    event("step-2", "step", "TaskStarted"),
-                ],
-                tasks: vec![(tasks[0].id, task_to(TaskStatus::Running))],
-                flow: Some(running(Some("w1"))),
-            },
-        )
+        .record_flow_step(flow_id, start(3, ["step-1", "step-2"], "w1"))
         .await
         .unwrap();
     let started = store.get_flow(flow_id).await.unwrap().unwrap();
