@@ -572,6 +572,27 @@ async fn events_are_appended_once_and_snapshotted(h: Harness) {
     assert!(store.event_snapshot("none").await.unwrap().is_empty());
 }
 
+async fn large_events_keep_the_snapshot_within_its_column(h: Harness) {
+    // The seed's `mesh_events.events` is a TEXT column: at most 65,535 bytes on MariaDB/MySQL.
+    // A hundred events of 2 KB each (a failed task's detail can be that long) must still append.
+    let store = &h.store;
+    let detail = "x".repeat(2000);
+    for i in 1..=100 {
+        let mut new = event(&format!("big-{i}"), "big", "TaskFinished");
+        new.payload = format!(r#"{{"id":"big-{i}","kind":"TaskFinished","detail":"{detail}"}}"#);
+        store.append_event(new).await.unwrap();
+    }
+    assert_eq!(store.list_events("big", 0, 1000).await.unwrap().len(), 100);
+    let snapshot = store.event_snapshot("big").await.unwrap();
+    assert!(
+        !snapshot.is_empty() && snapshot.len() < 100,
+        "the snapshot keeps the newest events that fit: {}",
+        snapshot.len()
+    );
+    assert_eq!(snapshot.last().unwrap()["id"], "big-100");
+    assert!(serde_json::to_string(&snapshot).unwrap().len() <= 65_535);
+}
+
 async fn the_command_log_keeps_one_effect_per_command(h: Harness) {
     let store = &h.store;
     let cmd = NewCommand {
@@ -1165,6 +1186,7 @@ on_every_backend!(
     registered_cluster_credentials_are_sealed_at_rest,
     flows_and_tasks_record_every_transition,
     events_are_appended_once_and_snapshotted,
+    large_events_keep_the_snapshot_within_its_column,
     the_command_log_keeps_one_effect_per_command,
     load_balancer_resources_are_upserted_by_name,
     the_store_answers_pings_and_reports_no_pending_migrations,

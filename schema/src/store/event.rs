@@ -14,6 +14,11 @@ use crate::schema::{mesh_event_log, mesh_events};
 /// How many of the latest events the `mesh_events` snapshot keeps per mesh.
 pub const SNAPSHOT_EVENTS: usize = 100;
 
+/// The most bytes the `mesh_events` snapshot may take: the seed's column is a `TEXT`, 65,535 bytes
+/// on MariaDB/MySQL, which refuse a longer value (and with it the transaction that appends the
+/// event). The newest events that fit are kept; the history keeps all of them.
+pub const SNAPSHOT_MAX_BYTES: usize = 65_535;
+
 /// Where an appended event landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendedEvent {
@@ -61,9 +66,9 @@ fn update_snapshot(
 }
 
 /// The snapshot `existing` (a JSON array) with `payloads` appended, keeping the latest
-/// [`SNAPSHOT_EVENTS`]. The events are carried as raw JSON text, never parsed into trees: this runs
-/// on every event. An unreadable snapshot starts afresh; a payload that is not JSON is kept as a
-/// string.
+/// [`SNAPSHOT_EVENTS`] that fit in [`SNAPSHOT_MAX_BYTES`] (an event too large to fit alone is left
+/// out). The events are carried as raw JSON text, never parsed into trees: this runs on every
+/// event. An unreadable snapshot starts afresh; a payload that is not JSON is kept as a string.
 fn snapshot_with(existing: Option<&str>, payloads: &[&str]) -> Result<String, StoreError> {
     use serde_json::value::RawValue;
     let encode = |e: serde_json::Error| StoreError::Encode {
@@ -88,11 +93,27 @@ fn snapshot_with(existing: Option<&str>, payloads: &[&str]) -> Result<String, St
             Err(quoted) => quoted,
         });
     }
-    if events.len() > SNAPSHOT_EVENTS {
-        let excess = events.len() - SNAPSHOT_EVENTS;
-        events.drain(..excess);
+    // The newest events whose JSON array (`[` `]` and a comma between two) fits; one that could
+    // never fit is passed over.
+    let mut bytes = 2;
+    let mut newest_first: Vec<&RawValue> = Vec::with_capacity(SNAPSHOT_EVENTS);
+    for event in events.iter().rev() {
+        if newest_first.len() == SNAPSHOT_EVENTS {
+            break;
+        }
+        let size = event.get().len();
+        if 2 + size > SNAPSHOT_MAX_BYTES {
+            continue;
+        }
+        let with_separator = size + usize::from(!newest_first.is_empty());
+        if bytes + with_separator > SNAPSHOT_MAX_BYTES {
+            break;
+        }
+        bytes += with_separator;
+        newest_first.push(event);
     }
-    serde_json::to_string(&events).map_err(encode)
+    newest_first.reverse();
+    serde_json::to_string(&newest_first).map_err(encode)
 }
 
 /// Stores `new` unless an event of its id is stored already (a step run again); whether it was
@@ -225,6 +246,33 @@ mod tests {
         assert_eq!(events.len(), SNAPSHOT_EVENTS);
         assert_eq!(events[0]["n"], 1, "the oldest dropped");
         assert_eq!(events[SNAPSHOT_EVENTS - 1]["n"], SNAPSHOT_EVENTS);
+    }
+
+    #[test]
+    fn the_snapshot_fits_its_column_and_passes_over_an_event_too_large_for_it() {
+        let event =
+            |n: usize, detail: usize| format!(r#"{{"n":{n},"detail":"{}"}}"#, "x".repeat(detail));
+        let mut text = String::from("[]");
+        for n in 1..=60 {
+            text = snapshot_with(Some(&text), &[&event(n, 2_000)]).expect("next");
+        }
+        assert!(text.len() <= SNAPSHOT_MAX_BYTES, "{} bytes", text.len());
+        let events: Vec<serde_json::Value> = serde_json::from_str(&text).expect("an array");
+        let kept = SNAPSHOT_MAX_BYTES / (event(60, 2_000).len() + 1);
+        assert_eq!(events.len(), kept, "as many of the newest as fit");
+        assert_eq!(events[kept - 1]["n"], 60);
+
+        let huge = event(61, SNAPSHOT_MAX_BYTES);
+        let small = event(62, 10);
+        let text = snapshot_with(Some(&text), &[&huge, &small]).expect("next");
+        let events: Vec<serde_json::Value> = serde_json::from_str(&text).expect("an array");
+        assert!(text.len() <= SNAPSHOT_MAX_BYTES);
+        assert!(
+            events.iter().all(|e| e["n"] != 61),
+            "the event too large is left out"
+        );
+        assert_eq!(events.last().expect("kept")["n"], 62);
+        assert_eq!(events[events.len() - 2]["n"], 60, "older events still kept");
     }
 
     #[test]
