@@ -593,6 +593,67 @@ async fn large_events_keep_the_snapshot_within_its_column(h: Harness) {
     assert!(serde_json::to_string(&snapshot).unwrap().len() <= 65_535);
 }
 
+async fn messages_longer_than_their_columns_are_cut_not_refused(h: Harness) {
+    let store = &h.store;
+    let flow = store
+        .create_flow(NewFlow {
+            tenant_id: "t1".into(),
+            mesh_name: "long".into(),
+            name: "install-long".into(),
+            def_name: "install".into(),
+            status: FlowStatus::Pending.as_str().into(),
+            input: "{}".into(),
+            processor: String::new(),
+        })
+        .await
+        .unwrap();
+    let task = store
+        .create_task(NewTask {
+            flow_id: flow.id,
+            name: "verify".into(),
+            status: TaskStatus::Pending.as_str().into(),
+            steps: String::new(),
+        })
+        .await
+        .unwrap();
+    // An error message of 200,000 bytes (two bytes a character) from a cluster's answer.
+    let long = "é".repeat(100_000);
+    let failed = store
+        .transition_task(
+            task.id,
+            TaskTransition {
+                status: Some(TaskStatus::Failed),
+                error: Some(long.clone()),
+                log_line: Some(long.clone()),
+                ..TaskTransition::default()
+            },
+        )
+        .await
+        .unwrap();
+    let error = failed.error.unwrap();
+    assert!(error.len() <= 65_535 && error.starts_with("éé") && error.ends_with("[cut]"));
+    assert!(failed.log.unwrap().len() <= 65_535);
+
+    let command = NewCommand {
+        command_id: "0192f0c2-0000-7000-8000-000000000301".into(),
+        tenant_id: "t1".into(),
+        mesh_name: "long".into(),
+        kind: "CreateMesh".into(),
+        status: CommandStatus::Accepted.as_str().into(),
+    };
+    store.record_command(command.clone()).await.unwrap();
+    let done = store
+        .complete_command(
+            &command.command_id,
+            CommandStatus::Failed,
+            Some(long),
+            Some(flow.id),
+        )
+        .await
+        .unwrap();
+    assert!(done.result.unwrap().len() <= 65_535);
+}
+
 async fn the_command_log_keeps_one_effect_per_command(h: Harness) {
     let store = &h.store;
     let cmd = NewCommand {
@@ -1187,6 +1248,7 @@ on_every_backend!(
     flows_and_tasks_record_every_transition,
     events_are_appended_once_and_snapshotted,
     large_events_keep_the_snapshot_within_its_column,
+    messages_longer_than_their_columns_are_cut_not_refused,
     the_command_log_keeps_one_effect_per_command,
     load_balancer_resources_are_upserted_by_name,
     the_store_answers_pings_and_reports_no_pending_migrations,

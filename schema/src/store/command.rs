@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use mesh_core::CommandStatus;
 
 use super::kept::{self, insert_row};
-use super::{Store, StoreError, now};
+use super::{Store, StoreError, fit_text_column, now};
 use crate::database::AnyConnection;
 use crate::models::{CommandRecord, NewCommand};
 use crate::schema::command_log;
@@ -35,7 +35,7 @@ pub(crate) fn complete_command_in(
         command_log::table.find(id),
         (
             command_log::status.eq(status.as_str()),
-            command_log::result.eq(result),
+            command_log::result.eq(result.map(fit_text_column)),
             command_log::flow_id.eq(flow_id),
             command_log::updated_at.eq(now()),
         ),

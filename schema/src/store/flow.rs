@@ -9,7 +9,7 @@ use super::command::complete_command_in;
 use super::event::append_events_in;
 use super::kept::{self, insert_row};
 use super::mesh::{MeshSpecUpdate, MeshStatusChange, record_mesh_status_in, update_mesh_spec_in};
-use super::{Store, StoreError, last_insert_id, now};
+use super::{Store, StoreError, fit_text_column, last_insert_id, now};
 use crate::models::{FlowRecord, NewEvent, NewFlow, NewTask, TaskRecord};
 use crate::schema::{flow, task};
 
@@ -166,8 +166,8 @@ fn transition_task_in(
         task::table.find(id),
         (
             task::status.eq(status),
-            task::output.eq(transition.output.or(current.output)),
-            task::error.eq(transition.error.or(current.error)),
+            task::output.eq(transition.output.map(fit_text_column).or(current.output)),
+            task::error.eq(transition.error.map(fit_text_column).or(current.error)),
             task::steps.eq(transition.steps.unwrap_or(current.steps)),
             task::log.eq(log),
             task::started_at.eq(started),

@@ -349,6 +349,25 @@ pub(crate) fn check_flow_fence(
     refuse_if_newer_owner(owner, epoch)
 }
 
+/// The most bytes a seed `TEXT` column takes on MariaDB/MySQL, which refuse a longer value.
+pub(crate) const TEXT_COLUMN_BYTES: usize = 65_535;
+
+/// `text` cut (at a character boundary, marked) to fit a `TEXT` column: an error message or
+/// result longer than the column must not make the write that records it fail.
+pub(crate) fn fit_text_column(mut text: String) -> String {
+    const MARK: &str = " …[cut]";
+    if text.len() <= TEXT_COLUMN_BYTES {
+        return text;
+    }
+    let mut end = TEXT_COLUMN_BYTES - MARK.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
+    text
+}
+
 /// The current time as stored: UTC without a zone, the form both backends keep.
 pub(crate) fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
@@ -382,6 +401,17 @@ pub(crate) fn last_insert_id(conn: &mut AnyConnection) -> diesel::QueryResult<i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_longer_than_its_column_is_cut_at_a_character_boundary() {
+        assert_eq!(fit_text_column("short".into()), "short");
+        let exact = "x".repeat(TEXT_COLUMN_BYTES);
+        assert_eq!(fit_text_column(exact.clone()), exact);
+        let cut = fit_text_column("é".repeat(TEXT_COLUMN_BYTES));
+        assert!(cut.len() <= TEXT_COLUMN_BYTES, "{} bytes", cut.len());
+        assert!(cut.ends_with(" …[cut]"));
+        assert!(cut.starts_with("éé"));
+    }
 
     fn query_error(kind: DatabaseErrorKind, message: &str) -> StoreError {
         StoreError::Query {
