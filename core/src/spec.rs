@@ -45,6 +45,10 @@ pub const MAX_REGION_CHARS: usize = 64;
 /// Bounds of the replica counts a user may ask for.
 pub const REPLICAS_RANGE: std::ops::RangeInclusive<u32> = 1..=20;
 
+/// The most characters a mesh's configuration may take as JSON: what the seed's `mesh.config`
+/// column (`varchar(10000)`) holds.
+pub const MAX_CONFIG_CHARS: usize = 10_000;
+
 /// The desired state of one mesh.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -233,6 +237,8 @@ pub enum SpecErrorKind {
     Replicas,
     /// An auto-injection entry names a non-member cluster or a bad or reserved namespace.
     AutoInjection,
+    /// The configuration is larger than a mesh can store.
+    ConfigSize,
 }
 
 /// One problem found by [`MeshSpec::validate`], with the path of the offending field
@@ -387,6 +393,19 @@ impl MeshSpec {
             }
         }
         self.check_auto_injection(errors);
+        if let Ok(text) = serde_json::to_string(&self.config) {
+            let chars = text.chars().count();
+            if chars > MAX_CONFIG_CHARS {
+                errors.push(SpecError::new(
+                    "config",
+                    SpecErrorKind::ConfigSize,
+                    format!(
+                        "takes {chars} characters as JSON; a mesh stores at most \
+                         {MAX_CONFIG_CHARS} (list fewer auto-injection namespaces)"
+                    ),
+                ));
+            }
+        }
     }
 
     fn check_auto_injection(&self, errors: &mut Vec<SpecError>) {
@@ -563,6 +582,24 @@ mod tests {
         for spec in [single(), primary_remote(), multi_primary()] {
             assert_eq!(spec.validate(&catalog), Ok(()), "{}", spec.mode);
         }
+    }
+
+    #[test]
+    fn a_configuration_larger_than_a_mesh_stores_is_refused() {
+        let mut spec = single();
+        let cluster = spec.clusters[0].name.to_string();
+        let namespaces: Vec<String> = (0..800).map(|i| format!("team-{i:04}-apps")).collect();
+        spec.config
+            .auto_injection_namespaces
+            .insert(cluster.clone(), namespaces[..100].to_vec());
+        assert_eq!(spec.validate(&VersionCatalog::builtin()), Ok(()));
+        spec.config
+            .auto_injection_namespaces
+            .insert(cluster, namespaces);
+        let errors = errors_of(&spec);
+        assert_eq!(paths(&errors), ["config"]);
+        assert_eq!(errors[0].kind, SpecErrorKind::ConfigSize);
+        assert!(errors[0].message.contains("at most 10000"), "{errors:?}");
     }
 
     #[test]
