@@ -80,12 +80,14 @@ impl EventSink {
         Ok(())
     }
 
-    /// Accepts command `command_id` in one transaction (its desired-state change `spec`, its flow
-    /// with `tasks`, and `events` announcing them), then publishes the events: whoever sees the
-    /// acceptance finds the flow and the new desired state already there. Returns the flow's id.
+    /// Accepts command `command_id` in one transaction (the mesh taken over for the holder of
+    /// `owner_epoch`, its desired-state change `spec`, its flow with `tasks`, and `events`
+    /// announcing them), then publishes the events: whoever sees the acceptance finds the flow and
+    /// the new desired state already there. Returns the flow's id.
     pub async fn start_flow_announcing(
         &self,
         command_id: &str,
+        owner_epoch: i64,
         spec: Option<MeshSpecUpdate>,
         flow: NewFlow,
         tasks: Vec<String>,
@@ -97,7 +99,7 @@ impl EventSink {
             .collect::<Result<Vec<_>, _>>()?;
         let flow_id = self
             .store
-            .start_flow_announcing(command_id, spec, flow, tasks, records)
+            .start_flow_announcing(command_id, owner_epoch, spec, flow, tasks, records)
             .await?;
         for event in &events {
             self.announce(event).await;

@@ -910,6 +910,7 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
     let accepted = store
         .start_flow_announcing(
             &command(1).command_id,
+            0,
             Some(change(generation, r#"{"traceSampling":5.0}"#)),
             flow(),
             vec!["telemetry:east".into(), "verify".into()],
@@ -962,6 +963,7 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
     let stale = store
         .start_flow_announcing(
             &command(2).command_id,
+            0,
             Some(change(generation, r#"{"traceSampling":9.0}"#)),
             flow(),
             vec!["telemetry:east".into()],
@@ -1005,6 +1007,7 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
     let again = store
         .start_flow_announcing(
             &command(3).command_id,
+            0,
             None,
             flow(),
             vec!["verify".into()],
@@ -1039,9 +1042,10 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         status: CommandStatus::Accepted.as_str().into(),
     };
     store.record_command(command.clone()).await.unwrap();
-    let flow_id = store
-        .start_flow_announcing(
+    let accept = |owner_epoch: i64| {
+        store.start_flow_announcing(
             &command.command_id,
+            owner_epoch,
             None,
             NewFlow {
                 tenant_id: "t1".into(),
@@ -1055,8 +1059,13 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
             vec!["telemetry".into(), "verify".into()],
             vec![event("step-0", "step", "CommandAccepted")],
         )
-        .await
-        .unwrap();
+    };
+    // Accepted by an owner older than the mesh's: nothing of it lands.
+    let stale = accept(2).await.unwrap_err();
+    assert!(matches!(stale, StoreError::Fenced { .. }), "{stale}");
+    assert!(store.list_flows("step", 10).await.unwrap().is_empty());
+    assert!(store.list_events("step", 0, 10).await.unwrap().is_empty());
+    let flow_id = accept(3).await.unwrap();
     let tasks = store.list_tasks(flow_id).await.unwrap();
     let task_to = |status: TaskStatus| TaskTransition {
         status: Some(status),

@@ -202,10 +202,16 @@ fn mesh_statuses(def_name: &str) -> Option<(&'static str, &'static str, &'static
     }
 }
 
+/// How long a task may work before its start (and what came before it) is recorded on its own;
+/// a quicker task's start is recorded with its end.
+const RECORD_START_AFTER: Duration = Duration::from_millis(250);
+
 /// What happened in a flow since its last write: recorded with the next one, in one transaction.
-/// A flow's start goes with its first task's start, a task's success with the next task's start
-/// or the flow's end. Nothing is lost by waiting: a worker that dies first leaves the flow at its
-/// last recorded step, and the next owner runs the unrecorded (idempotent) work again.
+/// A flow's start goes with its first task's start, a task's start with its end unless the task
+/// works longer than [`RECORD_START_AFTER`], a task's success with the next task's start or the
+/// flow's end. Nothing is lost by waiting: a worker that dies first leaves the flow at its last
+/// recorded step, and the next owner runs the unrecorded (idempotent) work again. Nor does it let
+/// a stale owner work unfenced: a flow waits only when its acceptance here took the mesh over.
 #[derive(Default)]
 struct PendingStep {
     events: Vec<EventEnvelope>,
@@ -390,6 +396,14 @@ impl FlowRunner {
             processor: Some(self.config.processor.clone()),
         });
         pending.step.effects.mesh_status = Some((mesh.name.clone(), self.config.epoch, claim));
+        // A flow this worker has just accepted was taken over in its acceptance, so its start can
+        // wait for its first task's. Any other (resumed from an earlier owner) is taken over
+        // before its work begins, which refuses the earlier owner's writes from then on.
+        let accepted_here =
+            flow.status == FlowStatus::Pending.as_str() && flow.processor == self.config.processor;
+        if !accepted_here {
+            self.flush(flow.id, pending).await?;
+        }
         let context = TaskContext {
             flow_id: flow.id,
             spec: &spec,
@@ -535,18 +549,20 @@ impl FlowRunner {
                 cluster: cluster.clone(),
             },
         )?;
-        // The task's start (with whatever came before it) is recorded before its work begins:
-        // a long task shows as running while it runs.
-        self.flush(flow.id, pending).await?;
         let mut attempt = 1;
         let result = loop {
-            match context.run(kind).await {
+            match self
+                .work_recording_start(flow.id, context, kind, pending)
+                .await?
+            {
                 Ok(done) => break Ok(done),
                 Err(error)
                     if error.is_transient()
                         && attempt < self.config.attempts
                         && !self.control.stop_requested() =>
                 {
+                    // The start is recorded before the first retry's log line.
+                    self.flush(flow.id, pending).await?;
                     let delay = self
                         .config
                         .backoff
@@ -638,6 +654,32 @@ impl FlowRunner {
                 // A failure is recorded at once: what comes next (undoing the flow) reads it.
                 self.flush(flow.id, pending).await?;
                 Err(error)
+            }
+        }
+    }
+
+    /// Runs one attempt of task `kind`. What is pending (the task's start, and whatever came
+    /// before it) is recorded with the task's end when the work takes less than
+    /// [`RECORD_START_AFTER`]; a longer task has it recorded while it works, so it shows as running.
+    /// The outer error is a failed record (the work itself was let finish); the inner one is the
+    /// work's.
+    async fn work_recording_start(
+        &self,
+        flow_id: i64,
+        context: &TaskContext<'_>,
+        kind: &TaskKind,
+        pending: &mut PendingStep,
+    ) -> Result<Result<String, ActorError>, ActorError> {
+        let work = context.run(kind);
+        tokio::pin!(work);
+        if pending.step.is_empty() {
+            return Ok(work.await);
+        }
+        tokio::select! {
+            outcome = &mut work => Ok(outcome),
+            () = tokio::time::sleep(RECORD_START_AFTER) => {
+                let (recorded, outcome) = tokio::join!(self.flush(flow_id, pending), work);
+                recorded.map(|()| outcome)
             }
         }
     }

@@ -262,6 +262,7 @@ impl MeshComponent {
             .events()
             .start_flow_announcing(
                 &command.id.to_string(),
+                self.runner.config().epoch,
                 spec,
                 NewFlow {
                     tenant_id: command.tenant.to_string(),

@@ -302,14 +302,16 @@ impl Store {
         .await
     }
 
-    /// Accepts a command in one transaction: applies `spec` (the desired-state change it makes,
-    /// compared-and-set on the generation), records its flow with its tasks, links the command to
-    /// the flow and appends `events` (the acceptance and what it announces) as the flow's. Either
-    /// all of it exists afterwards or none: a refused compare-and-set leaves no flow behind.
-    /// Returns the flow's id.
+    /// Accepts a command in one transaction: takes the mesh over for the holder of `owner_epoch`
+    /// (by applying `spec`, the desired-state change it makes, compared-and-set on the
+    /// generation; or, without one, by claiming the mesh if it exists), records its flow with its
+    /// tasks, links the command to the flow and appends `events` (the acceptance and what it
+    /// announces) as the flow's. Either all of it exists afterwards or none: a refused
+    /// compare-and-set or a newer owner leaves no flow behind. Returns the flow's id.
     pub async fn start_flow_announcing(
         &self,
         command_id: &str,
+        owner_epoch: i64,
         spec: Option<MeshSpecUpdate>,
         new: NewFlow,
         task_names: Vec<String>,
@@ -318,8 +320,18 @@ impl Store {
         let command_id = command_id.to_owned();
         self.run("accept command and start its flow", move |conn| {
             conn.transaction(|conn| {
-                if let Some(spec) = &spec {
-                    update_mesh_spec_in(conn, spec)?;
+                match &spec {
+                    Some(spec) => update_mesh_spec_in(conn, spec)?,
+                    None => match record_mesh_status_in(
+                        conn,
+                        &new.mesh_name,
+                        owner_epoch,
+                        &MeshStatusChange::default(),
+                    ) {
+                        // A mesh not created yet (its creation is accepted) has no owner.
+                        Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    },
                 }
                 let flow_id = start_flow_in(conn, &command_id, &new, &task_names)?;
                 for event in &mut events {
