@@ -1166,20 +1166,14 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         "Updating"
     );
 
-    // One task's end with the next one's start, then the last one's end with the flow's.
+    // One task's end; then the last one's start and end (a quick task) with the flow's end.
     store
         .record_flow_step(
             flow_id,
             FlowStep {
                 fence_epoch: Some(3),
-                events: vec![
-                    event("step-3", "step", "TaskFinished"),
-                    event("step-4", "step", "TaskStarted"),
-                ],
-                tasks: vec![
-                    (tasks[0].id, task_to(TaskStatus::Succeeded)),
-                    (tasks[1].id, task_to(TaskStatus::Running)),
-                ],
+                events: vec![event("step-3", "step", "TaskFinished")],
+                tasks: vec![(tasks[0].id, task_to(TaskStatus::Succeeded))],
                 ..FlowStep::default()
             },
         )
@@ -1195,10 +1189,14 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
                     ..claim(3)
                 },
                 events: vec![
+                    event("step-4", "step", "TaskStarted"),
                     event("step-5", "step", "TaskFinished"),
                     event("step-6", "step", "FlowFinished"),
                 ],
-                tasks: vec![(tasks[1].id, task_to(TaskStatus::Succeeded))],
+                tasks: vec![
+                    (tasks[1].id, task_to(TaskStatus::Running)),
+                    (tasks[1].id, task_to(TaskStatus::Succeeded)),
+                ],
                 flow: Some(FlowTransition {
                     status: FlowStatus::Succeeded,
                     log_line: Some("flow Succeeded".into()),
@@ -1218,7 +1216,9 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
             .await
             .unwrap()
             .iter()
-            .all(|t| t.status == TaskStatus::Succeeded.as_str() && t.finished_at.is_some())
+            .all(|t| t.status == TaskStatus::Succeeded.as_str()
+                && t.started_at.is_some()
+                && t.finished_at.is_some())
     );
     assert_eq!(
         store

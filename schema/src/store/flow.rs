@@ -127,8 +127,16 @@ fn record_flow_step_in(
         event.flow_id = Some(flow_id);
     }
     append_events_in(conn, &step.events)?;
+    // Transitions of one task in the step (a quick task's start and end) are one write.
+    let mut by_task: Vec<(i64, Vec<TaskTransition>)> = Vec::new();
     for (task_id, transition) in step.tasks {
-        transition_task_in(conn, task_id, transition)?;
+        match by_task.iter_mut().find(|(id, _)| *id == task_id) {
+            Some((_, transitions)) => transitions.push(transition),
+            None => by_task.push((task_id, vec![transition])),
+        }
+    }
+    for (task_id, transitions) in by_task {
+        transition_task_many_in(conn, task_id, transitions)?;
     }
     if let Some(transition) = &step.flow {
         transition_flow_in(conn, flow_id, transition)?;
@@ -142,36 +150,50 @@ fn transition_task_in(
     id: i64,
     transition: TaskTransition,
 ) -> Result<(), StoreError> {
-    let current = load_task(conn, id)?;
-    if let Some(epoch) = transition.fence_epoch {
-        super::check_flow_fence(conn, current.flow_id, epoch)?;
+    transition_task_many_in(conn, id, vec![transition])
+}
+
+/// Moves task `id` through `transitions` in order (each fenced when it says so) with one read and
+/// one write, inside the caller's transaction: a quick task's start and end in one step.
+fn transition_task_many_in(
+    conn: &mut crate::database::AnyConnection,
+    id: i64,
+    transitions: Vec<TaskTransition>,
+) -> Result<(), StoreError> {
+    let mut task = load_task(conn, id)?;
+    let fences: std::collections::BTreeSet<i64> =
+        transitions.iter().filter_map(|t| t.fence_epoch).collect();
+    for epoch in fences {
+        super::check_flow_fence(conn, task.flow_id, epoch)?;
     }
     let at = now();
-    let status = transition
-        .status
-        .map_or(current.status.clone(), |s| s.as_str().to_owned());
-    let started = current
-        .started_at
-        .or((transition.status == Some(TaskStatus::Running)).then_some(at));
-    let finished = transition
-        .status
-        .filter(|s| s.is_terminal())
-        .map(|_| at)
-        .or(current.finished_at);
-    let log = match &transition.log_line {
-        Some(line) => Some(append_log(current.log, line)),
-        None => current.log,
-    };
+    for transition in transitions {
+        if let Some(status) = transition.status {
+            task.status = status.as_str().to_owned();
+            if status == TaskStatus::Running {
+                task.started_at = task.started_at.or(Some(at));
+            }
+            if status.is_terminal() {
+                task.finished_at = Some(at);
+            }
+        }
+        task.output = transition.output.map(fit_text_column).or(task.output);
+        task.error = transition.error.map(fit_text_column).or(task.error);
+        task.steps = transition.steps.unwrap_or(task.steps);
+        if let Some(line) = &transition.log_line {
+            task.log = Some(append_log(task.log, line));
+        }
+    }
     kept::update(
         task::table.find(id),
         (
-            task::status.eq(status),
-            task::output.eq(transition.output.map(fit_text_column).or(current.output)),
-            task::error.eq(transition.error.map(fit_text_column).or(current.error)),
-            task::steps.eq(transition.steps.unwrap_or(current.steps)),
-            task::log.eq(log),
-            task::started_at.eq(started),
-            task::finished_at.eq(finished),
+            task::status.eq(task.status),
+            task::output.eq(task.output),
+            task::error.eq(task.error),
+            task::steps.eq(task.steps),
+            task::log.eq(task.log),
+            task::started_at.eq(task.started_at),
+            task::finished_at.eq(task.finished_at),
             task::updated_at.eq(at),
         ),
     )
