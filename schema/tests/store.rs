@@ -517,6 +517,38 @@ async fn flows_and_tasks_record_every_transition(h: Harness) {
     assert!(store.heartbeat_flow(999_999, "w", None).await.is_err());
 }
 
+/// A pending install flow of `mesh` with one pending `verify` task.
+async fn pending_install(
+    store: &mesh_schema::Store,
+    mesh: &str,
+) -> (
+    mesh_schema::models::FlowRecord,
+    mesh_schema::models::TaskRecord,
+) {
+    let flow = store
+        .create_flow(NewFlow {
+            tenant_id: "t1".into(),
+            mesh_name: mesh.into(),
+            name: format!("install-{mesh}"),
+            def_name: "install".into(),
+            status: FlowStatus::Pending.as_str().into(),
+            input: "{}".into(),
+            processor: String::new(),
+        })
+        .await
+        .unwrap();
+    let task = store
+        .create_task(NewTask {
+            flow_id: flow.id,
+            name: "verify".into(),
+            status: TaskStatus::Pending.as_str().into(),
+            steps: String::new(),
+        })
+        .await
+        .unwrap();
+    (flow, task)
+}
+
 fn event(id: &str, mesh: &str, kind: &str) -> NewEvent {
     NewEvent {
         event_id: id.into(),
@@ -595,27 +627,7 @@ async fn large_events_keep_the_snapshot_within_its_column(h: Harness) {
 
 async fn messages_longer_than_their_columns_are_cut_not_refused(h: Harness) {
     let store = &h.store;
-    let flow = store
-        .create_flow(NewFlow {
-            tenant_id: "t1".into(),
-            mesh_name: "long".into(),
-            name: "install-long".into(),
-            def_name: "install".into(),
-            status: FlowStatus::Pending.as_str().into(),
-            input: "{}".into(),
-            processor: String::new(),
-        })
-        .await
-        .unwrap();
-    let task = store
-        .create_task(NewTask {
-            flow_id: flow.id,
-            name: "verify".into(),
-            status: TaskStatus::Pending.as_str().into(),
-            steps: String::new(),
-        })
-        .await
-        .unwrap();
+    let (flow, task) = pending_install(store, "long").await;
     // An error message of 200,000 bytes (two bytes a character) from a cluster's answer.
     let long = "é".repeat(100_000);
     let failed = store
@@ -787,27 +799,7 @@ async fn flow_and_task_writes_of_a_stale_owner_are_refused(h: Harness) {
     let store = &h.store;
     store.create_mesh(new_mesh("t1", "fm")).await.unwrap();
     store.claim_mesh("fm", 5).await.unwrap();
-    let flow = store
-        .create_flow(NewFlow {
-            tenant_id: "t1".into(),
-            mesh_name: "fm".into(),
-            name: "install-fm".into(),
-            def_name: "install".into(),
-            status: FlowStatus::Pending.as_str().into(),
-            input: "{}".into(),
-            processor: String::new(),
-        })
-        .await
-        .unwrap();
-    let task = store
-        .create_task(NewTask {
-            flow_id: flow.id,
-            name: "verify".into(),
-            status: TaskStatus::Pending.as_str().into(),
-            steps: String::new(),
-        })
-        .await
-        .unwrap();
+    let (flow, task) = pending_install(store, "fm").await;
     let before = store.fenced_write_count();
     let stale = store
         .transition_flow(
@@ -1100,6 +1092,14 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         }),
     };
 
+    // The first task moved to `status` (announced by `event`) by the holder of `epoch`, unclaimed.
+    let task_step = |epoch: i64, (event_id, kind): (&str, &str), status: TaskStatus| FlowStep {
+        fence_epoch: Some(epoch),
+        events: vec![event(event_id, "step", kind)],
+        tasks: vec![(tasks[0].id, task_to(status))],
+        ..FlowStep::default()
+    };
+
     // A stale owner's step (its claim refused) leaves nothing: no event, no row changed.
     let before = store.fenced_write_count();
     let stale = store
@@ -1132,12 +1132,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
     let unclaimed = store
         .record_flow_step(
             flow_id,
-            FlowStep {
-                fence_epoch: Some(2),
-                events: vec![event("step-stale-3", "step", "TaskStarted")],
-                tasks: vec![(tasks[0].id, task_to(TaskStatus::Running))],
-                ..FlowStep::default()
-            },
+            task_step(2, ("step-stale-3", "TaskStarted"), TaskStatus::Running),
         )
         .await
         .unwrap_err();
@@ -1170,12 +1165,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
     store
         .record_flow_step(
             flow_id,
-            FlowStep {
-                fence_epoch: Some(3),
-                events: vec![event("step-3", "step", "TaskFinished")],
-                tasks: vec![(tasks[0].id, task_to(TaskStatus::Succeeded))],
-                ..FlowStep::default()
-            },
+            task_step(3, ("step-3", "TaskFinished"), TaskStatus::Succeeded),
         )
         .await
         .unwrap();
