@@ -7,8 +7,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use mesh_bus::Delivery;
 use mesh_core::FlowStatus;
+use mesh_schema::StoreError;
 
 use super::component::{Acceptance, MeshComponent};
+use crate::error::ActorError;
 
 /// How long a deferred command waits before it is delivered again.
 const DEFER_DELAY: Duration = Duration::from_millis(500);
@@ -109,6 +111,12 @@ impl Handler<HandleCommand> for MeshActor {
                 Err(error) if error.is_transient() => {
                     tracing::warn!(%error, "command not handled, will retry");
                     let _ = delivery.nak(Some(Duration::from_secs(2))).await;
+                }
+                Err(error @ ActorError::Store(StoreError::Fenced { .. })) => {
+                    // This worker no longer owns the mesh: the command is the new owner's, so it
+                    // goes back to the stream instead of being acknowledged without effect.
+                    tracing::warn!(%error, "command left to the mesh's newer owner");
+                    let _ = delivery.nak(Some(Duration::from_secs(1))).await;
                 }
                 Err(error) => {
                     // Not retryable: acknowledge so it does not loop forever; the log says why.
