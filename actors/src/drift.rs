@@ -3,14 +3,14 @@
 //!
 //! One [`DriftSupervisor`] runs per owned partition. It keeps one watcher per (mesh, cluster)
 //! that holds desired Istio resources, and looks for meshes that gained or lost some whenever a
-//! flow of the partition ends; a watcher follows the mesh's managed objects of every
-//! Istio kind through Kubernetes watches (label selector of the mesh) and, after any event — and
-//! every `drift_resync` as a safety net — compares the cluster with the desired state. Drift
-//! (an object edited, deleted, or a managed object nobody wants) raises `DriftDetected` once per
-//! distinct finding; with the mesh's policy `repair` a `RepairDrift` command follows, which the
-//! mesh's actor turns into a `repair-drift` flow like any other command (audit trail, fencing,
-//! one flow at a time). Nothing is compared while a flow of the mesh runs: a rollout in progress
-//! is not drift.
+//! flow of the partition that can change them ends; a watcher follows the mesh's managed objects
+//! of every Istio kind through Kubernetes watches (label selector of the mesh) and, after any
+//! event — and every `drift_resync` as a safety net — compares the cluster with the desired
+//! state. Drift (an object edited, deleted, or a managed object nobody wants) raises
+//! `DriftDetected` once per distinct finding; with the mesh's policy `repair` a `RepairDrift`
+//! command follows, which the mesh's actor turns into a `repair-drift` flow like any other
+//! command (audit trail, fencing, one flow at a time). Nothing is compared while a flow of the
+//! mesh runs: a rollout in progress is not drift.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -29,6 +29,40 @@ fn new_mesh(tenant: &str, name: &str) -> NewMesh {
     }
 }
 
+/// A pending flow of definition `def_name` for `mesh` (tenant `t1`).
+fn new_flow(mesh: &str, def_name: &str) -> NewFlow {
+    NewFlow {
+        tenant_id: "t1".into(),
+        mesh_name: mesh.into(),
+        name: format!("{def_name}-{mesh}"),
+        def_name: def_name.into(),
+        status: FlowStatus::Pending.as_str().into(),
+        input: "{}".into(),
+        processor: String::new(),
+    }
+}
+
+/// A pending task `name` of flow `flow_id`.
+fn new_task(flow_id: i64, name: &str) -> NewTask {
+    NewTask {
+        flow_id,
+        name: name.into(),
+        status: TaskStatus::Pending.as_str().into(),
+        steps: String::new(),
+    }
+}
+
+/// An accepted command `command_id` of `kind` for `mesh` (tenant `t1`).
+fn new_command(command_id: &str, mesh: &str, kind: &str) -> NewCommand {
+    NewCommand {
+        command_id: command_id.into(),
+        tenant_id: "t1".into(),
+        mesh_name: mesh.into(),
+        kind: kind.into(),
+        status: CommandStatus::Accepted.as_str().into(),
+    }
+}
+
 fn tenant(id: &str) -> TenantScope {
     TenantScope::Tenant(TenantId::new(id).unwrap())
 }
@@ -396,30 +430,8 @@ async fn registered_cluster_credentials_are_sealed_at_rest(h: Harness) {
 
 async fn flows_and_tasks_record_every_transition(h: Harness) {
     let store = &h.store;
-    let flow = store
-        .create_flow(NewFlow {
-            tenant_id: "t1".into(),
-            mesh_name: "m".into(),
-            name: "install-m".into(),
-            def_name: "install".into(),
-            status: FlowStatus::Pending.as_str().into(),
-            input: "{}".into(),
-            processor: String::new(),
-        })
-        .await
-        .unwrap();
-    let second = store
-        .create_flow(NewFlow {
-            tenant_id: "t1".into(),
-            mesh_name: "m".into(),
-            name: "upgrade-m".into(),
-            def_name: "upgrade".into(),
-            status: FlowStatus::Pending.as_str().into(),
-            input: "{}".into(),
-            processor: String::new(),
-        })
-        .await
-        .unwrap();
+    let flow = store.create_flow(new_flow("m", "install")).await.unwrap();
+    let second = store.create_flow(new_flow("m", "upgrade")).await.unwrap();
     assert!(second.id > flow.id);
 
     let running = store
@@ -437,12 +449,7 @@ async fn flows_and_tasks_record_every_transition(h: Harness) {
     assert!(running.started_at.is_some() && running.finished_at.is_none());
 
     let task = store
-        .create_task(NewTask {
-            flow_id: flow.id,
-            name: "install-istio:east".into(),
-            status: TaskStatus::Pending.as_str().into(),
-            steps: String::new(),
-        })
+        .create_task(new_task(flow.id, "install-istio:east"))
         .await
         .unwrap();
     store
@@ -525,25 +532,9 @@ async fn pending_install(
     mesh_schema::models::FlowRecord,
     mesh_schema::models::TaskRecord,
 ) {
-    let flow = store
-        .create_flow(NewFlow {
-            tenant_id: "t1".into(),
-            mesh_name: mesh.into(),
-            name: format!("install-{mesh}"),
-            def_name: "install".into(),
-            status: FlowStatus::Pending.as_str().into(),
-            input: "{}".into(),
-            processor: String::new(),
-        })
-        .await
-        .unwrap();
+    let flow = store.create_flow(new_flow(mesh, "install")).await.unwrap();
     let task = store
-        .create_task(NewTask {
-            flow_id: flow.id,
-            name: "verify".into(),
-            status: TaskStatus::Pending.as_str().into(),
-            steps: String::new(),
-        })
+        .create_task(new_task(flow.id, "verify"))
         .await
         .unwrap();
     (flow, task)
@@ -646,13 +637,7 @@ async fn messages_longer_than_their_columns_are_cut_not_refused(h: Harness) {
     assert!(error.len() <= 65_535 && error.starts_with("éé") && error.ends_with("[cut]"));
     assert!(failed.log.unwrap().len() <= 65_535);
 
-    let command = NewCommand {
-        command_id: "0192f0c2-0000-7000-8000-000000000301".into(),
-        tenant_id: "t1".into(),
-        mesh_name: "long".into(),
-        kind: "CreateMesh".into(),
-        status: CommandStatus::Accepted.as_str().into(),
-    };
+    let command = new_command("0192f0c2-0000-7000-8000-000000000301", "long", "CreateMesh");
     store.record_command(command.clone()).await.unwrap();
     let done = store
         .complete_command(
@@ -668,13 +653,7 @@ async fn messages_longer_than_their_columns_are_cut_not_refused(h: Harness) {
 
 async fn the_command_log_keeps_one_effect_per_command(h: Harness) {
     let store = &h.store;
-    let cmd = NewCommand {
-        command_id: "0192f0c2-0000-7000-8000-000000000001".into(),
-        tenant_id: "t1".into(),
-        mesh_name: "m".into(),
-        kind: "CreateMesh".into(),
-        status: CommandStatus::Accepted.as_str().into(),
-    };
+    let cmd = new_command("0192f0c2-0000-7000-8000-000000000001", "m", "CreateMesh");
     let first = store.record_command(cmd.clone()).await.unwrap();
     assert_eq!(first, CommandRecorded::New);
     let recorded = store.get_command(&cmd.command_id).await.unwrap().unwrap();
@@ -866,21 +845,16 @@ async fn flow_and_task_writes_of_a_stale_owner_are_refused(h: Harness) {
 async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
     let store = &h.store;
     store.create_mesh(new_mesh("t1", "acc")).await.unwrap();
-    let command = |n: u32| NewCommand {
-        command_id: format!("0192f0c2-0000-7000-8000-00000000010{n}"),
-        tenant_id: "t1".into(),
-        mesh_name: "acc".into(),
-        kind: "SetTraceSampling".into(),
-        status: CommandStatus::Accepted.as_str().into(),
+    let command = |n: u32| {
+        new_command(
+            &format!("0192f0c2-0000-7000-8000-00000000010{n}"),
+            "acc",
+            "SetTraceSampling",
+        )
     };
     let flow = || NewFlow {
-        tenant_id: "t1".into(),
-        mesh_name: "acc".into(),
-        name: "reconfigure-acc".into(),
-        def_name: "reconfigure".into(),
-        status: FlowStatus::Pending.as_str().into(),
-        input: "{}".into(),
         processor: "w1".into(),
+        ..new_flow("acc", "reconfigure")
     };
     let change = |generation: i64, config: &str| MeshSpecUpdate {
         mesh: "acc".into(),
@@ -1026,28 +1000,18 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
     let store = &h.store;
     store.create_mesh(new_mesh("t1", "step")).await.unwrap();
     store.claim_mesh("step", 3).await.unwrap();
-    let command = NewCommand {
-        command_id: "0192f0c2-0000-7000-8000-000000000201".into(),
-        tenant_id: "t1".into(),
-        mesh_name: "step".into(),
-        kind: "SetTraceSampling".into(),
-        status: CommandStatus::Accepted.as_str().into(),
-    };
+    let command = new_command(
+        "0192f0c2-0000-7000-8000-000000000201",
+        "step",
+        "SetTraceSampling",
+    );
     store.record_command(command.clone()).await.unwrap();
     let accept = |owner_epoch: i64| {
         store.start_flow_announcing(
             &command.command_id,
             owner_epoch,
             None,
-            NewFlow {
-                tenant_id: "t1".into(),
-                mesh_name: "step".into(),
-                name: "reconfigure-step".into(),
-                def_name: "reconfigure".into(),
-                status: FlowStatus::Pending.as_str().into(),
-                input: "{}".into(),
-                processor: String::new(),
-            },
+            new_flow("step", "reconfigure"),
             vec!["telemetry".into(), "verify".into()],
             vec![event("step-0", "step", "CommandAccepted")],
         )

@@ -14,10 +14,10 @@ use crate::schema::{mesh_event_log, mesh_events};
 /// How many of the latest events the `mesh_events` snapshot keeps per mesh.
 pub const SNAPSHOT_EVENTS: usize = 100;
 
-/// The most bytes the `mesh_events` snapshot may take: the seed's column is a `TEXT`, 65,535 bytes
-/// on MariaDB/MySQL, which refuse a longer value (and with it the transaction that appends the
-/// event). The newest events that fit are kept; the history keeps all of them.
-pub const SNAPSHOT_MAX_BYTES: usize = 65_535;
+/// The most bytes the `mesh_events` snapshot may take: the seed's column is a `TEXT`, which
+/// MariaDB/MySQL refuse to overfill (and with it the transaction that appends the event). The
+/// newest events that fit are kept; the history keeps all of them.
+pub const SNAPSHOT_MAX_BYTES: usize = super::TEXT_COLUMN_BYTES;
 
 /// Where an appended event landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
