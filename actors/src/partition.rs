@@ -46,7 +46,14 @@ impl PartitionOwner {
         let component = self.component.clone();
         self.meshes
             .entry(key)
-            .or_insert_with(|| MeshActor::new(component).start())
+            .or_insert_with(|| {
+                // A worker that died may have left the mesh's seed snapshot behind its history.
+                component
+                    .runner()
+                    .store()
+                    .mark_event_snapshots_stale([mesh]);
+                MeshActor::new(component).start()
+            })
             .clone()
     }
 }

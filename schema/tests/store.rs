@@ -13,6 +13,7 @@ use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::store::command::CommandRecorded;
 use mesh_schema::store::flow::{FlowStep, FlowStepEffects, FlowTransition, TaskTransition};
 use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate, MeshStatusChange};
+use mesh_schema::store::snapshot::{SNAPSHOT_EVENTS, SNAPSHOT_REFRESH_DELAY};
 use mesh_schema::{StoreError, TenantScope};
 
 fn new_mesh(tenant: &str, name: &str) -> NewMesh {
@@ -589,10 +590,63 @@ async fn events_are_appended_once_and_snapshotted(h: Harness) {
     assert_eq!(after.len(), 20);
     assert_eq!(after[0].event_id, "e-101");
 
+    // The seed's table follows the history on its own, for clients reading it directly.
+    let raw = raw_snapshot_once(&h, "m", |events| {
+        events.last().is_some_and(|e| e["id"] == "e-120")
+    })
+    .await;
+    assert_eq!(raw.len(), SNAPSHOT_EVENTS);
+    assert_eq!(raw[0]["id"], "e-21", "the oldest dropped");
+    let other = raw_snapshot_once(&h, "other", |events| !events.is_empty()).await;
+    assert_eq!(other.len(), 1);
+
+    // Read through the store, it holds what was just appended, without waiting.
+    store
+        .append_event(event("e-121", "m", "TaskFinished"))
+        .await
+        .unwrap();
     let snapshot = store.event_snapshot("m").await.unwrap();
-    assert_eq!(snapshot.len(), mesh_schema::store::event::SNAPSHOT_EVENTS);
-    assert_eq!(snapshot.last().unwrap()["id"], "e-120");
+    assert_eq!(snapshot.len(), SNAPSHOT_EVENTS);
+    assert_eq!(snapshot.last().unwrap()["id"], "e-121");
     assert!(store.event_snapshot("none").await.unwrap().is_empty());
+}
+
+/// The `mesh_events` row of `mesh` as a seed client reads it, once `ready` holds for it (within
+/// a few refresh delays).
+async fn raw_snapshot_once(
+    h: &Harness,
+    mesh: &str,
+    ready: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + SNAPSHOT_REFRESH_DELAY * 20;
+    loop {
+        let target = h.target.clone();
+        let name = mesh.to_owned();
+        let text: Option<Option<String>> = tokio::task::spawn_blocking(move || {
+            use mesh_schema::schema::mesh_events;
+            let mut conn = target.connect().unwrap();
+            mesh_events::table
+                .filter(mesh_events::name.eq(name))
+                .select(mesh_events::events)
+                .first(&mut conn)
+                .optional()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let events: Vec<serde_json::Value> = text
+            .flatten()
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or_default();
+        if ready(&events) {
+            return events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot of {mesh} did not follow its history: {events:?}"
+        );
+        tokio::time::sleep(SNAPSHOT_REFRESH_DELAY / 5).await;
+    }
 }
 
 async fn large_events_keep_the_snapshot_within_its_column(h: Harness) {
@@ -606,7 +660,12 @@ async fn large_events_keep_the_snapshot_within_its_column(h: Harness) {
         store.append_event(new).await.unwrap();
     }
     assert_eq!(store.list_events("big", 0, 1000).await.unwrap().len(), 100);
+    let rebuilt = raw_snapshot_once(&h, "big", |events| {
+        events.last().is_some_and(|e| e["id"] == "big-100")
+    })
+    .await;
     let snapshot = store.event_snapshot("big").await.unwrap();
+    assert_eq!(rebuilt, snapshot);
     assert!(
         !snapshot.is_empty() && snapshot.len() < 100,
         "the snapshot keeps the newest events that fit: {}",

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
 use super::command::complete_command_in;
-use super::event::append_events_in;
+use super::event::{append_events_in, meshes_of};
 use super::kept::{self, insert_row};
 use super::mesh::{MeshSpecUpdate, MeshStatusChange, record_mesh_status_in, update_mesh_spec_in};
 use super::{Store, StoreError, fit_text_column, last_insert_id, now};
@@ -339,30 +339,34 @@ impl Store {
         mut events: Vec<NewEvent>,
     ) -> Result<i64, StoreError> {
         let command_id = command_id.to_owned();
-        self.run("accept command and start its flow", move |conn| {
-            conn.transaction(|conn| {
-                match &spec {
-                    Some(spec) => update_mesh_spec_in(conn, spec)?,
-                    None => match record_mesh_status_in(
-                        conn,
-                        &new.mesh_name,
-                        owner_epoch,
-                        &MeshStatusChange::default(),
-                    ) {
-                        // A mesh not created yet (its creation is accepted) has no owner.
-                        Ok(()) | Err(StoreError::NotFound { .. }) => {}
-                        Err(e) => return Err(e),
-                    },
-                }
-                let flow_id = start_flow_in(conn, &command_id, &new, &task_names)?;
-                for event in &mut events {
-                    event.flow_id = Some(flow_id);
-                }
-                append_events_in(conn, &events)?;
-                Ok(flow_id)
+        let meshes = meshes_of(&events);
+        let flow_id = self
+            .run("accept command and start its flow", move |conn| {
+                conn.transaction(|conn| {
+                    match &spec {
+                        Some(spec) => update_mesh_spec_in(conn, spec)?,
+                        None => match record_mesh_status_in(
+                            conn,
+                            &new.mesh_name,
+                            owner_epoch,
+                            &MeshStatusChange::default(),
+                        ) {
+                            // A mesh not created yet (its creation is accepted) has no owner.
+                            Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                            Err(e) => return Err(e),
+                        },
+                    }
+                    let flow_id = start_flow_in(conn, &command_id, &new, &task_names)?;
+                    for event in &mut events {
+                        event.flow_id = Some(flow_id);
+                    }
+                    append_events_in(conn, &events)?;
+                    Ok(flow_id)
+                })
             })
-        })
-        .await
+            .await?;
+        self.mark_event_snapshots_stale(meshes);
+        Ok(flow_id)
     }
 
     /// A flow by id.
@@ -442,10 +446,13 @@ impl Store {
     /// newer owner holds the mesh. A step that claims the mesh's status with that epoch is proved
     /// by the claim; any other is checked with one query.
     pub async fn record_flow_step(&self, flow_id: i64, step: FlowStep) -> Result<(), StoreError> {
+        let meshes = meshes_of(&step.events);
         self.run("record a flow step", move |conn| {
             conn.transaction(|conn| record_flow_step_in(conn, flow_id, step))
         })
-        .await
+        .await?;
+        self.mark_event_snapshots_stale(meshes);
+        Ok(())
     }
 
     /// Records that `processor` is alive and running the flow.

@@ -8,7 +8,8 @@
 //! - [`cluster`]: member clusters of meshes, the cluster registry with sealed credentials, and the
 //!   load-balancer resources of meshes;
 //! - [`flow`]: flows and their tasks;
-//! - [`event`]: the append-only event history and the seed's `mesh_events` snapshot;
+//! - [`event`]: the append-only event history;
+//! - [`snapshot`]: the seed's `mesh_events` snapshot, rebuilt from the history;
 //! - [`command`]: the command log that keeps every command's effect single;
 //! - [`secret`]: per-mesh secrets (CA keys, reader tokens), sealed;
 //! - [`token`]: API tokens, stored as SHA-256 hashes, and their authentication.
@@ -21,6 +22,7 @@ pub(crate) mod kept;
 pub mod mesh;
 pub mod resource;
 pub mod secret;
+pub mod snapshot;
 pub mod token;
 
 use std::sync::Arc;
@@ -198,6 +200,7 @@ struct Inner {
     fenced_writes: std::sync::atomic::AtomicU64,
     target: DatabaseTarget,
     secrets: SecretBox,
+    snapshots: snapshot::StaleSnapshots,
 }
 
 impl std::fmt::Debug for Store {
@@ -227,6 +230,7 @@ impl Store {
                     fenced_writes: std::sync::atomic::AtomicU64::new(0),
                     target,
                     secrets,
+                    snapshots: snapshot::StaleSnapshots::default(),
                 }),
             })
         })
