@@ -74,9 +74,7 @@ impl EventSink {
             .map(|event| history_record(event, Some(flow_id)))
             .collect::<Result<_, _>>()?;
         self.store.record_flow_step(flow_id, step).await?;
-        for event in &events {
-            self.announce(event).await;
-        }
+        self.announce_all(&events).await;
         Ok(())
     }
 
@@ -101,17 +99,26 @@ impl EventSink {
             .store
             .start_flow_announcing(command_id, owner_epoch, spec, flow, tasks, records)
             .await?;
-        for event in &events {
-            self.announce(event).await;
-        }
+        self.announce_all(&events).await;
         Ok(flow_id)
     }
 
     /// Shows a recorded event to the observer and publishes it (a failed publish is logged).
     async fn announce(&self, event: &EventEnvelope) {
-        self.observer.event(event);
-        if let Err(error) = self.bus.publish_event(event).await {
-            tracing::warn!(%error, mesh = %event.mesh, kind = event.kind(), "event kept in history but not published");
+        self.announce_all(std::slice::from_ref(event)).await;
+    }
+
+    /// Shows recorded events to the observer and publishes them in order, all sent before any
+    /// acknowledgement is awaited (a failed publish is logged).
+    async fn announce_all(&self, events: &[EventEnvelope]) {
+        for event in events {
+            self.observer.event(event);
+        }
+        let acks = self.bus.publish_events(events).await;
+        for (event, ack) in events.iter().zip(acks) {
+            if let Err(error) = ack {
+                tracing::warn!(%error, mesh = %event.mesh, kind = event.kind(), "event kept in history but not published");
+            }
         }
     }
 }

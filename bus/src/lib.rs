@@ -229,6 +229,16 @@ pub trait Bus: Send + Sync + 'static {
     /// commands.
     async fn publish_event(&self, event: &EventEnvelope) -> Result<PublishAck, BusError>;
 
+    /// Publishes `events` in order, as [`Bus::publish_event`] does each; one answer per event, in
+    /// the same order. A bus may send them all before it waits for the first acknowledgement.
+    async fn publish_events(&self, events: &[EventEnvelope]) -> Vec<Result<PublishAck, BusError>> {
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            acks.push(self.publish_event(event).await);
+        }
+        acks
+    }
+
     /// Publishes bytes as they are, as any NATS client could; for tools and tests. Consumers
     /// dead-letter what they cannot decode.
     async fn publish_raw(&self, subject: &Subject, payload: Bytes) -> Result<PublishAck, BusError>;

@@ -263,22 +263,27 @@ impl NatsBus {
         headers: HeaderMap,
         payload: Bytes,
     ) -> Result<PublishAck, BusError> {
-        let failed = |source: BoxError| BusError::Publish {
-            subject: subject.to_string(),
-            source,
-        };
-        let ack = self
-            .shared
+        let ack = self.send(subject, headers, payload).await?;
+        stored(subject, ack).await
+    }
+
+    /// Hands a message to the connection: the returned future waits for the stream to store it.
+    /// Messages sent one after another on the connection are stored in that order, so several may
+    /// be sent before any acknowledgement is awaited.
+    async fn send(
+        &self,
+        subject: &Subject,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<jetstream::context::PublishAckFuture, BusError> {
+        self.shared
             .jetstream
             .publish_with_headers(subject.to_string(), headers, payload)
             .await
-            .map_err(|e| failed(Box::new(e)))?
-            .await
-            .map_err(|e| failed(Box::new(e)))?;
-        Ok(PublishAck {
-            sequence: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+            .map_err(|e| BusError::Publish {
+                subject: subject.to_string(),
+                source: Box::new(e),
+            })
     }
 
     async fn publish_envelope<B: Body>(
@@ -286,21 +291,22 @@ impl NatsBus {
         subject: &Subject,
         envelope: &Envelope<B>,
     ) -> Result<PublishAck, BusError> {
-        envelope.body.validate()?;
-        let payload = envelope.to_json().map_err(|source| BusError::Encode {
-            kind: envelope.kind(),
-            id: envelope.id,
-            source,
-        })?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            envelope.id.to_string().as_str(),
-        );
-        if let Some(traceparent) = &envelope.traceparent {
-            headers.insert(TRACEPARENT_HEADER, traceparent.as_str());
-        }
-        self.publish(subject, headers, Bytes::from(payload)).await
+        let (headers, payload) = envelope_message(envelope)?;
+        self.publish(subject, headers, payload).await
+    }
+
+    /// Sends `event` (see [`Self::send`]).
+    async fn send_event(
+        &self,
+        event: &EventEnvelope,
+    ) -> Result<(Subject, jetstream::context::PublishAckFuture), BusError> {
+        let subject = self
+            .shared
+            .subjects
+            .event(&event.tenant, &event.mesh, event.kind())?;
+        let (headers, payload) = envelope_message(event)?;
+        let ack = self.send(&subject, headers, payload).await?;
+        Ok((subject, ack))
     }
 
     async fn partition_consumer(
@@ -510,6 +516,40 @@ fn check_compatible(
     Ok(())
 }
 
+/// The headers (message id for de-duplication, trace context) and JSON payload of `envelope`.
+fn envelope_message<B: Body>(envelope: &Envelope<B>) -> Result<(HeaderMap, Bytes), BusError> {
+    envelope.body.validate()?;
+    let payload = envelope.to_json().map_err(|source| BusError::Encode {
+        kind: envelope.kind(),
+        id: envelope.id,
+        source,
+    })?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        envelope.id.to_string().as_str(),
+    );
+    if let Some(traceparent) = &envelope.traceparent {
+        headers.insert(TRACEPARENT_HEADER, traceparent.as_str());
+    }
+    Ok((headers, Bytes::from(payload)))
+}
+
+/// Waits until the stream has stored a message sent on `subject`.
+async fn stored(
+    subject: &Subject,
+    ack: jetstream::context::PublishAckFuture,
+) -> Result<PublishAck, BusError> {
+    let ack = ack.await.map_err(|e| BusError::Publish {
+        subject: subject.to_string(),
+        source: Box::new(e),
+    })?;
+    Ok(PublishAck {
+        sequence: ack.sequence,
+        duplicate: ack.duplicate,
+    })
+}
+
 #[async_trait]
 impl Bus for NatsBus {
     fn subjects(&self) -> &Subjects {
@@ -532,11 +572,25 @@ impl Bus for NatsBus {
     }
 
     async fn publish_event(&self, event: &EventEnvelope) -> Result<PublishAck, BusError> {
-        let subject = self
-            .shared
-            .subjects
-            .event(&event.tenant, &event.mesh, event.kind())?;
-        self.publish_envelope(&subject, event).await
+        let (subject, ack) = self.send_event(event).await?;
+        stored(&subject, ack).await
+    }
+
+    async fn publish_events(&self, events: &[EventEnvelope]) -> Vec<Result<PublishAck, BusError>> {
+        // All are sent before any acknowledgement is awaited: one round trip to the server for
+        // the lot instead of one each, in the same order.
+        let mut sent = Vec::with_capacity(events.len());
+        for event in events {
+            sent.push(self.send_event(event).await);
+        }
+        let mut acks = Vec::with_capacity(sent.len());
+        for sent in sent {
+            acks.push(match sent {
+                Ok((subject, ack)) => stored(&subject, ack).await,
+                Err(error) => Err(error),
+            });
+        }
+        acks
     }
 
     async fn publish_raw(&self, subject: &Subject, payload: Bytes) -> Result<PublishAck, BusError> {

@@ -16,7 +16,7 @@ use mesh_bus::command::{ClusterSpec, CreateMesh, DeleteMesh, SamplingPercent, Se
 use mesh_bus::event::{CommandAccepted, Event, FlowStarted, MeshDeleted, MessageDeadLettered};
 use mesh_bus::{
     Bus, BusError, CommandEnvelope, DeadLetter, Delivery, EventEnvelope, EventFilter, EventRecord,
-    StartAt, Subject,
+    PublishAck, StartAt, Subject,
 };
 use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId};
 use serde_json::json;
@@ -59,6 +59,7 @@ macro_rules! behaviour_suite {
             events_can_be_read_from_a_time,
             event_subscriptions_filter_by_tenant_and_mesh,
             an_event_published_twice_is_stored_once,
+            events_published_together_are_stored_in_order_with_one_answer_each,
             events_keep_their_trace_context_and_correlation,
         );
     };
@@ -575,6 +576,54 @@ pub async fn an_event_published_twice_is_stored_once(factory: &impl Factory) {
         .expect("subscribe");
     assert_eq!(next(&mut events, "the event").await.envelope, event);
     nothing_more(&mut events, "stored once").await;
+}
+
+pub async fn events_published_together_are_stored_in_order_with_one_answer_each(
+    factory: &impl Factory,
+) {
+    let bus = factory.bus(4, LONG_ACK_WAIT).await;
+    let earlier = deleted("acme", "demo");
+    let earlier_ack = bus.publish_event(&earlier).await.expect("publish");
+    let batch = vec![
+        deleted("acme", "demo"),
+        deleted("acme", "prod"),
+        earlier.clone(),
+        deleted("globex", "demo"),
+        deleted("acme", "demo"),
+    ];
+    let acks: Vec<PublishAck> = bus
+        .publish_events(&batch)
+        .await
+        .into_iter()
+        .map(|ack| ack.expect("published"))
+        .collect();
+    assert_eq!(acks.len(), batch.len(), "one answer per event");
+    assert!(
+        acks[2].duplicate,
+        "the event published before is a duplicate"
+    );
+    assert_eq!(acks[2].sequence, earlier_ack.sequence);
+    let fresh: Vec<u64> = acks
+        .iter()
+        .filter(|ack| !ack.duplicate)
+        .map(|ack| ack.sequence)
+        .collect();
+    assert_eq!(fresh.len(), 4);
+    assert!(
+        fresh.windows(2).all(|w| w[0] < w[1]) && fresh[0] > earlier_ack.sequence,
+        "stored in the order given: {fresh:?}"
+    );
+    assert!(bus.publish_events(&[]).await.is_empty());
+
+    let mut events = bus
+        .subscribe_events(EventFilter::All, StartAt::Beginning)
+        .await
+        .expect("subscribe");
+    let expected = [&earlier, &batch[0], &batch[1], &batch[3], &batch[4]];
+    for event in expected {
+        assert_eq!(&next(&mut events, "an event").await.envelope, event);
+    }
+    nothing_more(&mut events, "each stored once").await;
 }
 
 pub async fn events_keep_their_trace_context_and_correlation(factory: &impl Factory) {
