@@ -60,6 +60,83 @@ pub(crate) fn append_event_in(
     })
 }
 
+/// The most events one MariaDB/MySQL insert carries. Each row count is a statement of its own that
+/// a connection prepares once and keeps (see `store::kept`), so the count is bounded.
+const EVENTS_PER_INSERT: usize = 8;
+
+/// `INSERT INTO mesh_event_log (…) VALUES (…), (…)` of up to [`EVENTS_PER_INSERT`] events
+/// (MariaDB/MySQL): one round trip for a step's events instead of one each. Its SQL text depends
+/// only on the number of rows, so the connection keeps it prepared.
+struct EventRows<'a>(&'a [NewEvent]);
+
+impl diesel::query_builder::QueryId for EventRows<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::mysql::Mysql> for EventRows<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::mysql::Mysql>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+        use mesh_event_log::{
+            correlation_id, event_id, flow_id, kind, mesh_name, occurred_at, payload, tenant_id,
+        };
+        if self.0.is_empty() || self.0.len() > EVENTS_PER_INSERT {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!(
+                    "{} events in one insert; from 1 to {EVENTS_PER_INSERT}",
+                    self.0.len()
+                )
+                .into(),
+            ));
+        }
+        out.push_sql("INSERT INTO ");
+        out.push_identifier("mesh_event_log")?;
+        out.push_sql(" (");
+        let columns = [
+            event_id::NAME,
+            tenant_id::NAME,
+            mesh_name::NAME,
+            kind::NAME,
+            correlation_id::NAME,
+            flow_id::NAME,
+            payload::NAME,
+            occurred_at::NAME,
+        ];
+        for (i, column) in columns.into_iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_identifier(column)?;
+        }
+        out.push_sql(") VALUES ");
+        for (i, event) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Text, _>(&event.event_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&event.tenant_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&event.mesh_name)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&event.kind)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&event.correlation_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<BigInt>, _>(&event.flow_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&event.payload)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Timestamp, _>(&event.occurred_at)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+impl<Conn> RunQueryDsl<Conn> for EventRows<'_> {}
+
 /// Appends `events` (in order, once per event id) to their meshes' histories inside the caller's
 /// transaction. Their positions are not read back. The caller marks their meshes' snapshots stale
 /// once committed ([`meshes_of`]).
@@ -67,8 +144,30 @@ pub(crate) fn append_events_in(
     conn: &mut AnyConnection,
     events: &[NewEvent],
 ) -> Result<(), StoreError> {
-    for new in events {
-        insert_event(conn, new)?;
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        let stored_at_once = match conn {
+            AnyConnection::Mysql(mysql) => match EventRows(chunk).execute(mysql) {
+                Ok(_) => true,
+                // One of them is stored already (a step run again): the others are stored one
+                // by one below. The failed statement changed nothing and leaves the transaction
+                // usable.
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => false,
+                Err(e) => {
+                    let first = chunk.first().map_or("", |new| new.event_id.as_str());
+                    return Err(StoreError::query("append events", "event", first, e));
+                }
+            },
+            // SQLite runs in the process: a statement per event costs no round trip.
+            AnyConnection::Sqlite(_) => false,
+        };
+        if !stored_at_once {
+            for new in chunk {
+                insert_event(conn, new)?;
+            }
+        }
     }
     Ok(())
 }
