@@ -11,10 +11,10 @@ use mesh_core::spec::{MemberSpec, MeshSpec};
 use mesh_core::{
     ClusterName, ClusterRole, CommandStatus, FlowStatus, MeshMode, MeshName, TaskStatus, TenantId,
 };
-use mesh_schema::models::{FlowRecord, MeshRecord, TaskRecord};
-use mesh_schema::store::flow::{FlowStep, FlowTransition, TaskTransition};
+use mesh_schema::Store;
+use mesh_schema::models::{FlowRecord, MemberClusterRecord, MeshRecord, TaskRecord};
+use mesh_schema::store::flow::{FlowStep, FlowToRun, FlowTransition, TaskTransition};
 use mesh_schema::store::mesh::MeshStatusChange;
-use mesh_schema::{Store, TenantScope};
 use serde::{Deserialize, Serialize};
 
 use super::TaskKind;
@@ -72,11 +72,16 @@ pub struct FlowInput {
 
 /// Reconstructs a mesh's desired state from its rows.
 pub async fn load_spec(store: &Store, mesh: &MeshRecord) -> Result<MeshSpec, ActorError> {
+    let members = store.list_member_clusters(&mesh.name).await?;
+    spec_of(mesh, &members)
+}
+
+/// A mesh's desired state from its row and its member clusters' rows.
+fn spec_of(mesh: &MeshRecord, members: &[MemberClusterRecord]) -> Result<MeshSpec, ActorError> {
     let corrupt = |reason: String| ActorError::CorruptState {
         mesh: mesh.name.clone(),
         reason,
     };
-    let members = store.list_member_clusters(&mesh.name).await?;
     let clusters = members
         .iter()
         .map(|m| {
@@ -302,9 +307,14 @@ impl FlowRunner {
     /// Runs (or resumes) a flow to its end and returns how it ended.
     #[tracing::instrument(skip_all, fields(flow = flow_id))]
     pub async fn run(&self, flow_id: i64) -> Result<FlowStatus, ActorError> {
-        let flow = self
+        let FlowToRun {
+            flow,
+            mesh,
+            members,
+            tasks,
+        } = self
             .store
-            .get_flow(flow_id)
+            .flow_to_run(flow_id)
             .await?
             .ok_or_else(|| ActorError::Message(format!("flow {flow_id} does not exist")))?;
         if let Some(status) = flow
@@ -325,7 +335,16 @@ impl FlowRunner {
         // transaction that records the flow's start; see `run_tasks`.
         let heartbeat = self.start_heartbeat(flow_id);
         let mut pending = PendingStep::default();
-        let outcome = self.run_tasks(&flow, &input, &mut pending).await;
+        let outcome = match mesh {
+            Some(mesh) => {
+                self.run_tasks(&flow, &input, (&mesh, &members), tasks, &mut pending)
+                    .await
+            }
+            None => Err(ActorError::Message(format!(
+                "mesh {} no longer exists",
+                flow.mesh_name
+            ))),
+        };
         heartbeat.abort();
         let (status, detail) = match &outcome {
             Ok(Completion::Done) => (FlowStatus::Succeeded, None),
@@ -360,20 +379,17 @@ impl FlowRunner {
         })
     }
 
+    /// Runs the unfinished `tasks` of `flow` on `mesh` (its row and its members' rows, as read
+    /// when the flow started running here).
     async fn run_tasks(
         &self,
         flow: &FlowRecord,
         input: &FlowInput,
+        (mesh, members): (&MeshRecord, &[MemberClusterRecord]),
+        tasks: Vec<TaskRecord>,
         pending: &mut PendingStep,
     ) -> Result<Completion, ActorError> {
-        let mesh = self
-            .store
-            .get_mesh(&TenantScope::All, &flow.mesh_name)
-            .await?
-            .ok_or_else(|| {
-                ActorError::Message(format!("mesh {} no longer exists", flow.mesh_name))
-            })?;
-        let spec = load_spec(&self.store, &mesh).await?;
+        let spec = spec_of(mesh, members)?;
         // Taking the mesh over (its owner epoch; writes of any older owner are refused from now
         // on), its running status and the flow's start are one transaction, recorded with the
         // first task's start.
@@ -418,7 +434,6 @@ impl FlowRunner {
                 reason: format!("unknown task {:?}", task.name),
             })
         };
-        let tasks = self.store.list_tasks(flow.id).await?;
         let mut compensating = false;
         for task in &tasks {
             compensating |= parse(task)?.is_compensation();

@@ -75,6 +75,20 @@ fn load_registered(
         .map_err(|e| StoreError::query("load registered cluster", "cluster", name, e))
 }
 
+/// The live member clusters of `mesh_name`, by name.
+pub(crate) fn members_of(
+    conn: &mut crate::database::AnyConnection,
+    mesh_name: &str,
+) -> Result<Vec<MemberClusterRecord>, StoreError> {
+    cluster::table
+        .filter(cluster::mesh_name.eq(mesh_name))
+        .filter(cluster::deleted_flag.eq(0))
+        .order(cluster::name.asc())
+        .select(MemberClusterRecord::as_select())
+        .load(conn)
+        .map_err(|e| StoreError::query("list member clusters", "mesh", mesh_name, e))
+}
+
 impl Store {
     /// Adds a cluster to a mesh; a cluster belongs to one mesh at a time.
     pub async fn add_member_cluster(
@@ -115,13 +129,7 @@ impl Store {
     ) -> Result<Vec<MemberClusterRecord>, StoreError> {
         let mesh_name = mesh_name.to_owned();
         self.run("list member clusters", move |conn| {
-            cluster::table
-                .filter(cluster::mesh_name.eq(&mesh_name))
-                .filter(cluster::deleted_flag.eq(0))
-                .order(cluster::name.asc())
-                .select(MemberClusterRecord::as_select())
-                .load(conn)
-                .map_err(|e| StoreError::query("list member clusters", "mesh", &mesh_name, e))
+            members_of(conn, &mesh_name)
         })
         .await
     }

@@ -5,12 +5,17 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
+use super::cluster::members_of;
 use super::command::complete_command_in;
 use super::event::{append_events_in, meshes_of};
 use super::kept::{self, insert_row};
-use super::mesh::{MeshSpecUpdate, MeshStatusChange, record_mesh_status_in, update_mesh_spec_in};
+use super::mesh::{
+    MeshSpecUpdate, MeshStatusChange, load_live, record_mesh_status_in, update_mesh_spec_in,
+};
 use super::{Store, StoreError, fit_text_column, last_insert_id, now};
-use crate::models::{FlowRecord, NewEvent, NewFlow, NewTask, TaskRecord};
+use crate::models::{
+    FlowRecord, MemberClusterRecord, MeshRecord, NewEvent, NewFlow, NewTask, TaskRecord,
+};
 use crate::schema::{flow, task};
 
 /// Most log text kept per flow or task; older lines are dropped first.
@@ -278,6 +283,32 @@ fn start_flow_in(
     .execute(conn)
     .map_err(err)?;
     Ok(id)
+}
+
+/// What running a flow starts from (see [`Store::flow_to_run`]).
+#[derive(Debug, Clone)]
+pub struct FlowToRun {
+    /// The flow.
+    pub flow: FlowRecord,
+    /// Its mesh, unless deleted.
+    pub mesh: Option<MeshRecord>,
+    /// The mesh's live member clusters, by name.
+    pub members: Vec<MemberClusterRecord>,
+    /// The flow's tasks, in order.
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// The tasks of flow `flow_id`, in order.
+fn tasks_of(
+    conn: &mut crate::database::AnyConnection,
+    flow_id: i64,
+) -> Result<Vec<TaskRecord>, StoreError> {
+    task::table
+        .filter(task::flow_id.eq(flow_id))
+        .order(task::id.asc())
+        .select(TaskRecord::as_select())
+        .load(conn)
+        .map_err(|e| StoreError::query("list tasks", "flow", flow_id.to_string(), e))
 }
 
 fn load_flow(conn: &mut crate::database::AnyConnection, id: i64) -> Result<FlowRecord, StoreError> {
@@ -550,13 +581,31 @@ impl Store {
 
     /// The tasks of a flow, in creation order.
     pub async fn list_tasks(&self, flow_id: i64) -> Result<Vec<TaskRecord>, StoreError> {
-        self.run("list tasks", move |conn| {
-            task::table
-                .filter(task::flow_id.eq(flow_id))
-                .order(task::id.asc())
-                .select(TaskRecord::as_select())
-                .load(conn)
-                .map_err(|e| StoreError::query("list tasks", "flow", flow_id.to_string(), e))
+        self.run("list tasks", move |conn| tasks_of(conn, flow_id))
+            .await
+    }
+
+    /// What running flow `flow_id` starts from, read with one connection: the flow, its mesh (if
+    /// live), the mesh's member clusters and the flow's tasks. `None` when there is no such flow.
+    pub async fn flow_to_run(&self, flow_id: i64) -> Result<Option<FlowToRun>, StoreError> {
+        self.run("read flow to run", move |conn| {
+            let flow = match load_flow(conn, flow_id) {
+                Ok(flow) => flow,
+                Err(StoreError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mesh = load_live(conn, &flow.mesh_name)?;
+            let members = match &mesh {
+                Some(mesh) => members_of(conn, &mesh.name)?,
+                None => Vec::new(),
+            };
+            let tasks = tasks_of(conn, flow_id)?;
+            Ok(Some(FlowToRun {
+                flow,
+                mesh,
+                members,
+                tasks,
+            }))
         })
         .await
     }

@@ -45,7 +45,10 @@ pub struct MeshStatusChange {
     pub last_version: Option<String>,
 }
 
-fn load_live(conn: &mut AnyConnection, name: &str) -> Result<Option<MeshRecord>, StoreError> {
+pub(crate) fn load_live(
+    conn: &mut AnyConnection,
+    name: &str,
+) -> Result<Option<MeshRecord>, StoreError> {
     mesh::table
         .filter(mesh::name.eq(name))
         .filter(mesh::deleted_flag.eq(0))
