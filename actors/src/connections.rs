@@ -1,10 +1,11 @@
-//! Kube clients for member clusters, built from their sealed credentials and cached per cluster.
+//! Kube clients for member clusters, built from their sealed credentials and cached per cluster;
+//! each holds its own request rate limit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use mesh_clusters::client::client_for;
-use mesh_clusters::{ClusterCredentials, ClusterOps};
+use mesh_clusters::{ClusterCredentials, ClusterOps, RateLimit};
 use mesh_schema::Store;
 use tokio::sync::Mutex;
 
@@ -23,14 +24,21 @@ pub struct Connection {
 #[derive(Debug, Clone)]
 pub struct ClusterConnections {
     store: Store,
+    limit: RateLimit,
     cache: Arc<Mutex<HashMap<String, Arc<Connection>>>>,
 }
 
 impl ClusterConnections {
-    /// Connections whose credentials come from `store`.
+    /// Connections whose credentials come from `store`, each sending at most the default rate.
     pub fn new(store: Store) -> Self {
+        Self::with_rate_limit(store, RateLimit::default())
+    }
+
+    /// Connections whose credentials come from `store`, each sending at most `limit`.
+    pub fn with_rate_limit(store: Store, limit: RateLimit) -> Self {
         Self {
             store,
+            limit,
             cache: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -48,12 +56,13 @@ impl ClusterConnections {
                     source,
                 }
             })?;
-        let client = client_for(&credentials)
-            .await
-            .map_err(|e| ActorError::Client {
-                cluster: cluster.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let client =
+            client_for(&credentials, self.limit)
+                .await
+                .map_err(|e| ActorError::Client {
+                    cluster: cluster.to_owned(),
+                    reason: e.to_string(),
+                })?;
         let connection = Arc::new(Connection {
             ops: ClusterOps::new(cluster, client),
             credentials,

@@ -27,6 +27,8 @@ pub struct WorkerConfig {
     pub runner: RunnerConfig,
     /// Who hears about the worker's events, partitions and actors.
     pub observer: Observer,
+    /// How many requests the worker sends to each member cluster.
+    pub cluster_rate_limit: mesh_clusters::RateLimit,
 }
 
 /// A running worker.
@@ -72,7 +74,7 @@ impl Worker {
         let runner = FlowRunner::new(
             store.clone(),
             EventSink::observed(store.clone(), Arc::clone(&bus), config.observer.clone()),
-            ClusterConnections::new(store),
+            ClusterConnections::with_rate_limit(store, config.cluster_rate_limit),
             config.runner,
         );
         let ownership = Ownership::new(id.clone(), leases, bus, runner, catalog);

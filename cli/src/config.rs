@@ -52,6 +52,8 @@ pub struct MeshdConfig {
     pub bus: BusSettings,
     /// Version catalog override.
     pub catalog: CatalogSettings,
+    /// How hard workers may drive each member cluster's API server.
+    pub clusters: ClusterSettings,
     /// Simulated clusters the all-in-one role starts in process and registers (0: none).
     pub sim_clusters: usize,
     /// Tenant of the simulated clusters and of the local admin token made on first start.
@@ -66,6 +68,36 @@ pub struct BusSettings {
     pub root: String,
     /// Number of command partitions (fixed once the command stream exists).
     pub partitions: u32,
+}
+
+/// The request rate limit of each member cluster's client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Requests per second a worker sends to one cluster, sustained.
+    pub qps: f64,
+    /// Requests it may send at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        let limit = mesh_clusters::RateLimit::default();
+        Self {
+            qps: limit.qps,
+            burst: limit.burst,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The limit each cluster client holds to.
+    pub fn rate_limit(&self) -> mesh_clusters::RateLimit {
+        mesh_clusters::RateLimit {
+            qps: self.qps,
+            burst: self.burst,
+        }
+    }
 }
 
 /// Which Istio versions may be installed.
@@ -95,6 +127,7 @@ impl Default for MeshdConfig {
                 partitions: 32,
             },
             catalog: CatalogSettings::default(),
+            clusters: ClusterSettings::default(),
             sim_clusters: 0,
             sim_tenant: DEFAULT_SIM_TENANT.to_owned(),
         }
@@ -180,6 +213,11 @@ impl MeshdConfig {
             "database_pool_size must be at least 1"
         );
         self.catalog()?;
+        self.clusters.rate_limit().validate().map_err(|reason| {
+            anyhow::anyhow!(
+                "{reason}: set [clusters] qps and burst / MESHD_CLUSTERS__QPS, MESHD_CLUSTERS__BURST"
+            )
+        })?;
         anyhow::ensure!(
             self.sim_clusters <= MAX_SIM_CLUSTERS,
             "sim_clusters must be at most {MAX_SIM_CLUSTERS}, got {}: set --sim-clusters / MESHD_SIM_CLUSTERS",

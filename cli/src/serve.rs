@@ -33,6 +33,7 @@ async fn start_worker(
     bus: &Arc<dyn Bus>,
     catalog: &VersionCatalog,
     metrics: &Metrics,
+    cluster_rate_limit: mesh_clusters::RateLimit,
 ) -> anyhow::Result<Worker> {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "meshd".to_owned());
     let config = WorkerConfig {
@@ -41,6 +42,7 @@ async fn start_worker(
             ..RunnerConfig::default()
         },
         observer: Observer::new(Arc::new(MetricsObserver::new(metrics.clone()))),
+        cluster_rate_limit,
     };
     Worker::start(
         config,
@@ -67,7 +69,14 @@ pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
     };
     let bus = connect_bus(&config).await?;
     let metrics = Metrics::new();
-    let worker = start_worker(&store, &bus, &catalog, &metrics).await?;
+    let worker = start_worker(
+        &store,
+        &bus,
+        &catalog,
+        &metrics,
+        config.clusters.rate_limit(),
+    )
+    .await?;
     let state = ApiState {
         body_limit: config.body_limit_bytes,
         metrics,

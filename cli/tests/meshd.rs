@@ -95,9 +95,14 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> (Running, u16) {
 }
 
 fn run_to_end(dir: &std::path::Path, args: &[&str]) -> Output {
+    run_to_end_with_env(dir, args, &[])
+}
+
+fn run_to_end_with_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut child = meshd(dir)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -220,6 +225,15 @@ fn bad_settings_fail_with_one_line_saying_what_to_fix() {
         let line = error_line(&run_to_end(dir.path(), args));
         assert!(line.contains(expected), "{args:?}: {line}");
         assert!(!line.contains("hunter2"), "passwords never printed: {line}");
+    }
+    let env_cases: [(&str, &str, &str); 3] = [
+        ("MESHD_CLUSTERS__QPS", "0", "MESHD_CLUSTERS__QPS"),
+        ("MESHD_CLUSTERS__QPS", "-5", "requests per second"),
+        ("MESHD_CLUSTERS__BURST", "0", "burst"),
+    ];
+    for (name, value, expected) in env_cases {
+        let line = error_line(&run_to_end_with_env(dir.path(), &[], &[(name, value)]));
+        assert!(line.contains(expected), "{name}={value}: {line}");
     }
     let key = dir.path().join("server.key");
     assert!(

@@ -1,10 +1,12 @@
-//! A `kube::Client` for a cluster, built from validated credentials only.
+//! A `kube::Client` for a cluster, built from validated credentials only, its requests held to a
+//! rate limit.
 
 use std::time::Duration;
 
 use kube::config::KubeConfigOptions;
 
 use crate::credentials::ClusterCredentials;
+use crate::rate_limit::{RateLimit, RateLimitLayer};
 
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +31,11 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Builds a client for the cluster the credentials name.
-pub async fn client_for(credentials: &ClusterCredentials) -> Result<kube::Client, ClientError> {
+/// Builds a client for the cluster the credentials name, sending at most `limit`.
+pub async fn client_for(
+    credentials: &ClusterCredentials,
+    limit: RateLimit,
+) -> Result<kube::Client, ClientError> {
     install_crypto_provider();
     let error = |reason: String| ClientError::Config {
         server: credentials.server().to_owned(),
@@ -44,5 +49,8 @@ pub async fn client_for(credentials: &ClusterCredentials) -> Result<kube::Client
     .map_err(|e| error(e.to_string()))?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);
-    kube::Client::try_from(config).map_err(|e| error(e.to_string()))
+    limit.validate().map_err(&error)?;
+    let builder =
+        kube::client::ClientBuilder::try_from(config).map_err(|e| error(e.to_string()))?;
+    Ok(builder.with_layer(&RateLimitLayer::new(limit)).build())
 }

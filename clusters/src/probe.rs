@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::client::client_for;
 use crate::credentials::ClusterCredentials;
+use crate::rate_limit::RateLimit;
 
 /// The CRD mesh-manager installs Istio through.
 pub const SAIL_ISTIO_CRD: &str = "istios.sailoperator.io";
@@ -87,7 +88,7 @@ fn failure(
 /// Probes a cluster.
 pub async fn probe(credentials: &ClusterCredentials) -> ProbeReport {
     let server = credentials.server();
-    let client = match client_for(credentials).await {
+    let client = match client_for(credentials, RateLimit::default()).await {
         Ok(client) => client,
         Err(e) => {
             return ProbeReport {

@@ -218,7 +218,7 @@ pub(crate) async fn cluster_client(
         ApiError::Internal(format!("stored kubeconfig of {cluster} is invalid: {e}"))
     })?;
     drop(kubeconfig);
-    mesh_clusters::client::client_for(&credentials)
+    mesh_clusters::client::client_for(&credentials, mesh_clusters::RateLimit::default())
         .await
         .map_err(|e| ApiError::ClusterUnavailable(format!("cluster {cluster} did not answer: {e}")))
 }
