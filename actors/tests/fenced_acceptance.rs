@@ -18,7 +18,7 @@ use mesh_actors::mesh::{Acceptance, HandleCommand, MeshActor, MeshComponent};
 use mesh_bus::command::{ClusterSpec, CreateMesh, SamplingPercent, SetTraceSampling};
 use mesh_bus::{Bus, BusConfig, CommandEnvelope, Delivery, LocalBus, partition_of};
 use mesh_core::{ClusterName, ClusterRole, FlowStatus, MeshMode, MeshName, VersionCatalog};
-use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store, TenantScope};
+use mesh_schema::{Store, TenantScope};
 
 /// The mesh component of a worker holding the mesh's partition at `epoch`.
 fn component_at(store: &Store, bus: &Arc<dyn Bus>, epoch: i64, name: &str) -> MeshComponent {
@@ -59,14 +59,7 @@ async fn accept_and_run(component: &MeshComponent, command: &CommandEnvelope) ->
 async fn a_fenced_acceptance_leaves_the_command_to_the_newer_owner() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("meshd.db").display());
-    let store = Store::open(
-        DatabaseTarget::parse(&url).unwrap(),
-        SecretBox::new(&SecretKey::generate()),
-        4,
-        true,
-    )
-    .await
-    .unwrap();
+    let store = support::open_store(&url, 4).await;
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(BusConfig::default()).unwrap());
     let world = mesh_sim::World::builder()
         .clusters(1)

@@ -24,7 +24,7 @@ use mesh_actors::flow::RunnerConfig;
 use mesh_actors::{Worker, WorkerConfig};
 use mesh_bus::{Bus, BusConfig, NatsBus};
 use mesh_core::VersionCatalog;
-use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store, TenantScope};
+use mesh_schema::{Store, TenantScope};
 use mesh_sim::World;
 use mesh_testkit::nats::{NatsServer, unique_root};
 
@@ -132,14 +132,7 @@ async fn a_python_client_creates_a_multi_primary_mesh_and_follows_its_events_unt
     };
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("meshd.db").display());
-    let store = Store::open(
-        DatabaseTarget::parse(&url).unwrap(),
-        SecretBox::new(&SecretKey::generate()),
-        4,
-        true,
-    )
-    .await
-    .unwrap();
+    let store = support::open_store(&url, 4).await;
     let bus: Arc<dyn Bus> = Arc::new(
         NatsBus::connect(nats.server.url(), BusConfig::with_root(nats.root.clone()))
             .await

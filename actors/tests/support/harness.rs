@@ -13,7 +13,7 @@ use mesh_bus::command::CreateMesh;
 use mesh_bus::{Bus, BusConfig, CommandEnvelope, Event, EventFilter, LocalBus, NatsBus, StartAt};
 use mesh_core::plan::managed_kinds;
 use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId, VersionCatalog};
-use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store};
+use mesh_schema::Store;
 use mesh_sim::World;
 use mesh_testkit::mariadb::TestDatabase;
 
@@ -34,14 +34,7 @@ pub async fn setup(clusters: usize, mariadb: bool, nats: bool) -> Setup {
         Some(db) => db.url(),
         None => format!("sqlite://{}", dir.path().join("meshd.db").display()),
     };
-    let store = Store::open(
-        DatabaseTarget::parse(&url).unwrap(),
-        SecretBox::new(&SecretKey::generate()),
-        8,
-        true,
-    )
-    .await
-    .unwrap();
+    let store = super::open_store(&url, 8).await;
     let (bus, nats_server): (Arc<dyn Bus>, _) = if nats {
         let server = mesh_testkit::nats::NatsServer::start();
         let config = BusConfig::with_root(mesh_testkit::nats::unique_root());

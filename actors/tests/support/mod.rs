@@ -12,8 +12,20 @@ use mesh_actors::flow::RunnerConfig;
 use mesh_actors::{Worker, WorkerConfig};
 use mesh_bus::{Bus, BusConfig, NatsBus};
 use mesh_core::VersionCatalog;
-use mesh_schema::Store;
+use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store};
 use mesh_schema::store::cluster::RegisterCluster;
+
+/// A migrated store on the database at `url` (`sqlite://…` or `mysql://…`), with a fresh key.
+pub async fn open_store(url: &str, pool_size: u32) -> Store {
+    Store::open(
+        DatabaseTarget::parse(url).unwrap(),
+        SecretBox::new(&SecretKey::generate()),
+        pool_size,
+        true,
+    )
+    .await
+    .unwrap()
+}
 
 /// Registers every cluster of `world` for `tenant`, with its admin kubeconfig.
 pub async fn register_world(store: &Store, world: &mesh_sim::World, tenant: &str) {
