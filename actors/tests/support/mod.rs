@@ -12,8 +12,8 @@ use mesh_actors::flow::RunnerConfig;
 use mesh_actors::{Worker, WorkerConfig};
 use mesh_bus::{Bus, BusConfig, NatsBus};
 use mesh_core::VersionCatalog;
-use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store};
 use mesh_schema::store::cluster::RegisterCluster;
+use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store};
 
 /// A migrated store on the database at `url` (`sqlite://…` or `mysql://…`), with a fresh key.
 pub async fn open_store(url: &str, pool_size: u32) -> Store {
