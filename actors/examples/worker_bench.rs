@@ -18,6 +18,9 @@
 //! (`MESH_TEST_NATS_URL` or `.tools/py/bin/nats-server`) and MariaDB (`MESH_TEST_MYSQL_URL`).
 //! Run: `cargo run --release -p mesh-actors --example worker_bench [seconds-per-measurement]`.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,16 +37,10 @@ use mesh_clusters::RateLimit;
 use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId, VersionCatalog};
 use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store};
+use support::BENCH_CLUSTER_LIMIT;
 
 const LEASE_TTL: Duration = Duration::from_secs(2);
 const MESHES: usize = 12;
-/// The request rate limit of each cluster client in the bench: high enough that the figures are
-/// the control plane's own. With the default (20 requests/s per cluster) one single-cluster mesh
-/// takes about 10 light commands a second, which is the point of the limit on a real cluster.
-const BENCH_CLUSTER_LIMIT: RateLimit = RateLimit {
-    qps: 100_000.0,
-    burst: 100_000,
-};
 
 struct ThreadWorker {
     name: String,
