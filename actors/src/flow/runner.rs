@@ -379,8 +379,9 @@ impl FlowRunner {
         })
     }
 
-    /// Runs the unfinished `tasks` of `flow` on `mesh` (its row and its members' rows, as read
-    /// when the flow started running here).
+    /// Runs the unfinished tasks of `flow` on `mesh` (its row and its members' rows, as read
+    /// when the flow started running here); `tasks` as read then, which a flow resumed from an
+    /// earlier owner reads again once it has taken the mesh over.
     async fn run_tasks(
         &self,
         flow: &FlowRecord,
@@ -417,9 +418,14 @@ impl FlowRunner {
         // before its work begins, which refuses the earlier owner's writes from then on.
         let accepted_here =
             flow.status == FlowStatus::Pending.as_str() && flow.processor == self.config.processor;
-        if !accepted_here {
+        let tasks = if accepted_here {
+            tasks
+        } else {
             self.flush(flow.id, pending).await?;
-        }
+            // Read again now that the earlier owner's writes are refused: its last transitions
+            // (a task's end, a compensation begun) may have landed after the first read.
+            self.store.list_tasks(flow.id).await?
+        };
         let context = TaskContext {
             flow_id: flow.id,
             spec: &spec,
