@@ -53,7 +53,7 @@ pub struct MeshdConfig {
     /// Version catalog override.
     pub catalog: CatalogSettings,
     /// How hard workers may drive each member cluster's API server.
-    pub clusters: ClusterSettings,
+    pub clusters: mesh_clusters::RateLimit,
     /// Simulated clusters the all-in-one role starts in process and registers (0: none).
     pub sim_clusters: usize,
     /// Tenant of the simulated clusters and of the local admin token made on first start.
@@ -68,36 +68,6 @@ pub struct BusSettings {
     pub root: String,
     /// Number of command partitions (fixed once the command stream exists).
     pub partitions: u32,
-}
-
-/// The request rate limit of each member cluster's client.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterSettings {
-    /// Requests per second a worker sends to one cluster, sustained.
-    pub qps: f64,
-    /// Requests it may send at once after a quiet spell.
-    pub burst: u32,
-}
-
-impl Default for ClusterSettings {
-    fn default() -> Self {
-        let limit = mesh_clusters::RateLimit::default();
-        Self {
-            qps: limit.qps,
-            burst: limit.burst,
-        }
-    }
-}
-
-impl ClusterSettings {
-    /// The limit each cluster client holds to.
-    pub fn rate_limit(&self) -> mesh_clusters::RateLimit {
-        mesh_clusters::RateLimit {
-            qps: self.qps,
-            burst: self.burst,
-        }
-    }
 }
 
 /// Which Istio versions may be installed.
@@ -127,7 +97,7 @@ impl Default for MeshdConfig {
                 partitions: 32,
             },
             catalog: CatalogSettings::default(),
-            clusters: ClusterSettings::default(),
+            clusters: mesh_clusters::RateLimit::default(),
             sim_clusters: 0,
             sim_tenant: DEFAULT_SIM_TENANT.to_owned(),
         }
@@ -213,7 +183,7 @@ impl MeshdConfig {
             "database_pool_size must be at least 1"
         );
         self.catalog()?;
-        self.clusters.rate_limit().validate().map_err(|reason| {
+        self.clusters.validate().map_err(|reason| {
             anyhow::anyhow!(
                 "{reason}: set [clusters] qps and burst / MESHD_CLUSTERS__QPS, MESHD_CLUSTERS__BURST"
             )

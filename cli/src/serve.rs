@@ -69,14 +69,7 @@ pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
     };
     let bus = connect_bus(&config).await?;
     let metrics = Metrics::new();
-    let worker = start_worker(
-        &store,
-        &bus,
-        &catalog,
-        &metrics,
-        config.clusters.rate_limit(),
-    )
-    .await?;
+    let worker = start_worker(&store, &bus, &catalog, &metrics, config.clusters).await?;
     let state = ApiState {
         body_limit: config.body_limit_bytes,
         metrics,

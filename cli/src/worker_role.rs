@@ -67,7 +67,7 @@ pub async fn run_worker(
             processor: id.clone(),
             ..RunnerConfig::default()
         },
-        cluster_rate_limit: config.clusters.rate_limit(),
+        cluster_rate_limit: config.clusters,
         ..WorkerConfig::default()
     };
     let worker = Worker::start_with_leases(worker_config, store, bus, leases, catalog)

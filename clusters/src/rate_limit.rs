@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How many requests a cluster client may send.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How many requests a cluster client may send (meshd's `[clusters]` settings).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Requests per second, sustained.
     pub qps: f64,

@@ -172,15 +172,10 @@ pub(crate) fn append_events_in(
     Ok(())
 }
 
-/// The meshes `events` belong to, each once: whose snapshots go stale when they are appended.
+/// The meshes `events` belong to: whose snapshots go stale when they are appended (the stale set
+/// keeps each once).
 pub(crate) fn meshes_of(events: &[NewEvent]) -> Vec<String> {
-    let mut meshes: Vec<String> = Vec::new();
-    for event in events {
-        if !meshes.contains(&event.mesh_name) {
-            meshes.push(event.mesh_name.clone());
-        }
-    }
-    meshes
+    events.iter().map(|event| event.mesh_name.clone()).collect()
 }
 
 impl Store {

@@ -131,18 +131,9 @@ fn rebuild_snapshot(conn: &mut AnyConnection, mesh: &str) -> Result<(), StoreErr
     )
     .execute(conn)
     .map_err(err)?;
+    // Diesel's MariaDB/MySQL connections count matched rows, so a row already holding `text`
+    // counts too, as in the store's other updates.
     if changed > 0 {
-        return Ok(());
-    }
-    // MariaDB/MySQL count a row written with the value it had as unchanged: look before inserting.
-    let exists = mesh_events::table
-        .filter(mesh_events::name.eq(mesh))
-        .select(mesh_events::id)
-        .first::<i64>(conn)
-        .optional()
-        .map_err(err)?
-        .is_some();
-    if exists {
         return Ok(());
     }
     match diesel::insert_into(mesh_events::table)
