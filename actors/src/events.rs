@@ -6,6 +6,7 @@ use std::sync::Arc;
 use mesh_bus::{Bus, EventEnvelope};
 use mesh_schema::Store;
 use mesh_schema::models::{NewEvent, NewFlow};
+use mesh_schema::store::command::CommandEntry;
 use mesh_schema::store::flow::FlowStep;
 use mesh_schema::store::mesh::MeshSpecUpdate;
 
@@ -78,13 +79,13 @@ impl EventSink {
         Ok(())
     }
 
-    /// Accepts command `command_id` in one transaction (the mesh taken over for the holder of
-    /// `owner_epoch`, its desired-state change `spec`, its flow with `tasks`, and `events`
+    /// Accepts `command` in one transaction (recorded, if new; the mesh taken over for the holder
+    /// of `owner_epoch`, its desired-state change `spec`, its flow with `tasks`, and `events`
     /// announcing them), then publishes the events: whoever sees the acceptance finds the flow and
     /// the new desired state already there. Returns the flow's id.
     pub async fn start_flow_announcing(
         &self,
-        command_id: &str,
+        command: CommandEntry,
         owner_epoch: i64,
         spec: Option<MeshSpecUpdate>,
         flow: NewFlow,
@@ -97,7 +98,7 @@ impl EventSink {
             .collect::<Result<Vec<_>, _>>()?;
         let flow_id = self
             .store
-            .start_flow_announcing(command_id, owner_epoch, spec, flow, tasks, records)
+            .start_flow_announcing(command, owner_epoch, spec, flow, tasks, records)
             .await?;
         self.announce_all(&events).await;
         Ok(flow_id)

@@ -324,6 +324,10 @@ pub struct NewCommand {
     pub kind: String,
     /// Initial status, normally `Accepted`.
     pub status: String,
+    /// Its outcome, when recorded already decided (a refusal's reason).
+    pub result: Option<String>,
+    /// The flow carrying it out, when recorded with it.
+    pub flow_id: Option<i64>,
 }
 
 /// One event in a mesh's append-only history.

@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use mesh_core::{CommandStatus, FlowStatus, TaskStatus, TenantId};
 use mesh_schema::models::{NewCommand, NewEvent, NewFlow, NewMemberCluster, NewMesh, NewTask};
 use mesh_schema::store::cluster::RegisterCluster;
-use mesh_schema::store::command::CommandRecorded;
+use mesh_schema::store::command::{CommandEntry, CommandRecorded};
 use mesh_schema::store::flow::{FlowStep, FlowStepEffects, FlowTransition, TaskTransition};
 use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate, MeshStatusChange};
 use mesh_schema::store::snapshot::{SNAPSHOT_EVENTS, SNAPSHOT_REFRESH_DELAY};
@@ -61,6 +61,8 @@ fn new_command(command_id: &str, mesh: &str, kind: &str) -> NewCommand {
         mesh_name: mesh.into(),
         kind: kind.into(),
         status: CommandStatus::Accepted.as_str().into(),
+        result: None,
+        flow_id: None,
     }
 }
 
@@ -975,7 +977,7 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
     store.record_command(command(1)).await.unwrap();
     let accepted = store
         .start_flow_announcing(
-            &command(1).command_id,
+            CommandEntry::Recorded(command(1).command_id.clone()),
             0,
             Some(change(generation, r#"{"traceSampling":5.0}"#)),
             flow(),
@@ -1028,7 +1030,7 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
     store.record_command(command(2)).await.unwrap();
     let stale = store
         .start_flow_announcing(
-            &command(2).command_id,
+            CommandEntry::Recorded(command(2).command_id.clone()),
             0,
             Some(change(generation, r#"{"traceSampling":9.0}"#)),
             flow(),
@@ -1072,7 +1074,7 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
     store.record_command(command(3)).await.unwrap();
     let again = store
         .start_flow_announcing(
-            &command(3).command_id,
+            CommandEntry::Recorded(command(3).command_id.clone()),
             0,
             None,
             flow(),
@@ -1108,7 +1110,7 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
     store.record_command(command.clone()).await.unwrap();
     let accept = |owner_epoch: i64| {
         store.start_flow_announcing(
-            &command.command_id,
+            CommandEntry::Recorded(command.command_id.clone()),
             owner_epoch,
             None,
             new_flow("step", "reconfigure"),
@@ -1297,7 +1299,115 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
     assert_eq!(store.event_snapshot("step").await.unwrap().len(), 7);
 }
 
+async fn a_new_command_is_recorded_by_its_acceptance_once(h: Harness) {
+    let store = &h.store;
+    store.create_mesh(new_mesh("t1", "gate")).await.unwrap();
+    store.claim_mesh("gate", 2).await.unwrap();
+    let command = new_command(
+        "0192f0c2-0000-7000-8000-000000000301",
+        "gate",
+        "SetTraceSampling",
+    );
+    let generation = |store: &mesh_schema::Store| {
+        let store = store.clone();
+        async move {
+            store
+                .get_mesh(&TenantScope::All, "gate")
+                .await
+                .unwrap()
+                .unwrap()
+                .generation
+        }
+    };
+    let before = generation(store).await;
+    let accept = |owner_epoch: i64, expected_generation: i64, event_id: &'static str| {
+        store.start_flow_announcing(
+            CommandEntry::New(command.clone()),
+            owner_epoch,
+            Some(MeshSpecUpdate {
+                mesh: "gate".into(),
+                expected_generation,
+                epoch: owner_epoch,
+                change: MeshSpecChange {
+                    config: Some(r#"{"traceSampling":7.0}"#.into()),
+                    ..MeshSpecChange::default()
+                },
+            }),
+            new_flow("gate", "reconfigure"),
+            vec!["telemetry".into()],
+            vec![event(event_id, "gate", "CommandAccepted")],
+        )
+    };
+
+    // A stale owner's acceptance does not even record the command: its new owner decides it.
+    let stale = accept(1, before, "gate-0").await.unwrap_err();
+    assert!(matches!(stale, StoreError::Fenced { .. }), "{stale}");
+    assert_eq!(store.get_command(&command.command_id).await.unwrap(), None);
+
+    let flow_id = accept(2, before, "gate-1").await.unwrap();
+    let recorded = store
+        .get_command(&command.command_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recorded.flow_id, Some(flow_id), "recorded with its flow");
+    assert_eq!(recorded.status, CommandStatus::Accepted.as_str());
+    assert_eq!(generation(store).await, before + 1);
+
+    // The same command again (say, redelivered after the bus forgot it), even decided against
+    // the current generation: refused whole.
+    let again = accept(2, before + 1, "gate-2").await.unwrap_err();
+    assert!(
+        matches!(&again, StoreError::AlreadyExists { what: "command", key } if key == &command.command_id),
+        "{again:?}"
+    );
+    assert_eq!(store.list_flows("gate", 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_events("gate", 0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["gate-1"]
+    );
+    assert_eq!(generation(store).await, before + 1, "no second change");
+    assert!(matches!(
+        store.record_command(command.clone()).await.unwrap(),
+        CommandRecorded::Duplicate(row) if row.flow_id == Some(flow_id)
+    ));
+
+    // A refusal decided on the first delivery is recorded with its reason in one insert.
+    let refused = NewCommand {
+        status: CommandStatus::Rejected.as_str().into(),
+        result: Some("mesh gate is busy".into()),
+        ..new_command("0192f0c2-0000-7000-8000-000000000302", "gate", "DeleteMesh")
+    };
+    store.record_decided_command(refused.clone()).await.unwrap();
+    let row = store
+        .get_command(&refused.command_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, CommandStatus::Rejected.as_str());
+    assert_eq!(row.result.as_deref(), Some("mesh gate is busy"));
+    assert_eq!(row.flow_id, None);
+    let twice = store.record_decided_command(refused).await.unwrap_err();
+    assert!(
+        matches!(
+            twice,
+            StoreError::AlreadyExists {
+                what: "command",
+                ..
+            }
+        ),
+        "{twice:?}"
+    );
+}
+
 on_every_backend!(
+    a_new_command_is_recorded_by_its_acceptance_once,
     a_command_is_accepted_whole_or_not_at_all,
     a_flow_step_is_recorded_whole_or_not_at_all,
     flow_and_task_writes_of_a_stale_owner_are_refused,

@@ -13,7 +13,7 @@ use mesh_bus::{Command, CommandEnvelope, Event, EventEnvelope};
 use mesh_core::spec::{MemberSpec, MeshConfig, MeshSpec, describe_errors};
 use mesh_core::{CommandStatus, FlowStatus, VersionCatalog};
 use mesh_schema::models::{MeshRecord, NewCommand, NewFlow, NewMemberCluster, NewMesh};
-use mesh_schema::store::command::CommandRecorded;
+use mesh_schema::store::command::{CommandEntry, CommandRecorded};
 use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate};
 use mesh_schema::{StoreError, TenantScope};
 
@@ -86,6 +86,23 @@ fn caused_by(
     EventEnvelope::caused_by(command, body).map_err(|e| ActorError::Message(e.to_string()))
 }
 
+/// The command log's row for `command`, recorded as `status` with `result`.
+fn command_row(
+    command: &CommandEnvelope,
+    status: CommandStatus,
+    result: Option<String>,
+) -> NewCommand {
+    NewCommand {
+        command_id: command.id.to_string(),
+        tenant_id: command.tenant.to_string(),
+        mesh_name: command.mesh.to_string(),
+        kind: command.kind().to_owned(),
+        status: status.as_str().to_owned(),
+        result,
+        flow_id: None,
+    }
+}
+
 fn reject(reason: impl Into<String>) -> Result<Decision, ActorError> {
     Ok(Decision::Reject(reason.into()))
 }
@@ -116,15 +133,19 @@ impl MeshComponent {
     /// Handles one delivery of a command: records it, decides, persists the flow.
     #[tracing::instrument(skip_all, fields(mesh = %command.mesh, tenant = %command.tenant, message_id = %command.id))]
     pub async fn accept(&self, command: &CommandEnvelope) -> Result<Acceptance, ActorError> {
+        if Self::decides_without_writing(command) {
+            // Recorded by the write that carries its decision out; that write refuses a command
+            // recorded before (a redelivery) whole, and the delivery is handled as one below.
+            match self.act(command, false, false).await {
+                Err(ActorError::Store(StoreError::AlreadyExists {
+                    what: "command", ..
+                })) => {}
+                acted => return acted,
+            }
+        }
         let store = self.runner.store();
         let recorded = store
-            .record_command(NewCommand {
-                command_id: command.id.to_string(),
-                tenant_id: command.tenant.to_string(),
-                mesh_name: command.mesh.to_string(),
-                kind: command.kind().to_owned(),
-                status: CommandStatus::Accepted.as_str().to_owned(),
-            })
+            .record_command(command_row(command, CommandStatus::Accepted, None))
             .await?;
         let redelivered = matches!(recorded, CommandRecorded::Duplicate(_));
         if let CommandRecorded::Duplicate(record) = &recorded {
@@ -148,10 +169,57 @@ impl MeshComponent {
                 None => {}
             }
         }
+        self.act(command, redelivered, true).await
+    }
+
+    /// Whether deciding `command` reads only, so that the command may be recorded by the write
+    /// carrying the decision out (one transaction fewer) instead of before it. The decisions of
+    /// the other commands write (a new mesh's rows, a new member, a flow of their own) or depend
+    /// on whether the delivery is a redelivery, which only recording first tells.
+    fn decides_without_writing(command: &CommandEnvelope) -> bool {
+        matches!(
+            command.body,
+            Command::SetTraceSampling(_)
+                | Command::SetAutoInjection(_)
+                | Command::SetOutboundTraffic(_)
+                | Command::UpdateMeshConfig(_)
+                | Command::DeleteMesh(_)
+                | Command::RemoveCluster(_)
+        )
+    }
+
+    /// Decides `command` and carries the decision out. `recorded` tells whether the command log
+    /// holds it already; if not, the decision's write records it, and a command recorded before
+    /// fails that write with `StoreError::AlreadyExists { what: "command", .. }`, leaving nothing.
+    async fn act(
+        &self,
+        command: &CommandEnvelope,
+        redelivered: bool,
+        recorded: bool,
+    ) -> Result<Acceptance, ActorError> {
         let decision = self.decide(command, redelivered).await?;
+        let entry = || {
+            if recorded {
+                CommandEntry::Recorded(command.id.to_string())
+            } else {
+                CommandEntry::New(command_row(command, CommandStatus::Accepted, None))
+            }
+        };
         match decision {
-            Decision::Reject(reason) => self.reject_command(command, reason).await,
-            Decision::Defer => Ok(Acceptance::Deferred),
+            Decision::Reject(reason) => self.reject_command(command, reason, recorded).await,
+            Decision::Defer => {
+                if !recorded {
+                    self.runner
+                        .store()
+                        .record_decided_command(command_row(command, CommandStatus::Accepted, None))
+                        .await?;
+                }
+                Ok(Acceptance::Deferred)
+            }
+            Decision::Recorded { .. } if !recorded => Err(ActorError::Message(format!(
+                "a {} command records its own flow, so it must be recorded before it is decided",
+                command.kind()
+            ))),
             Decision::Recorded { flow_id, announce } => {
                 self.emit_for(
                     command,
@@ -171,7 +239,7 @@ impl MeshComponent {
                 tasks,
                 announce,
             } => {
-                self.start_flow(command, None, def_name, &tasks, announce)
+                self.start_flow(command, entry(), None, def_name, &tasks, announce)
                     .await
             }
             Decision::Change {
@@ -181,7 +249,14 @@ impl MeshComponent {
                 announce,
             } => {
                 let started = self
-                    .start_flow(command, Some(spec), def_name, &tasks, Some(announce))
+                    .start_flow(
+                        command,
+                        entry(),
+                        Some(spec),
+                        def_name,
+                        &tasks,
+                        Some(announce),
+                    )
                     .await;
                 match started {
                     Err(ActorError::Store(StoreError::GenerationConflict {
@@ -195,6 +270,7 @@ impl MeshComponent {
                                 "mesh {} is at generation {actual}, not {expected}: reload it and retry",
                                 command.mesh
                             ),
+                            recorded,
                         )
                         .await
                     }
@@ -204,21 +280,33 @@ impl MeshComponent {
         }
     }
 
-    /// Records the refusal of `command` and tells its sender why.
+    /// Records the refusal of `command` (in the command log already if `recorded`) and tells its
+    /// sender why.
     async fn reject_command(
         &self,
         command: &CommandEnvelope,
         reason: String,
+        recorded: bool,
     ) -> Result<Acceptance, ActorError> {
-        self.runner
-            .store()
-            .complete_command(
-                &command.id.to_string(),
-                CommandStatus::Rejected,
-                Some(reason.clone()),
-                None,
-            )
-            .await?;
+        let store = self.runner.store();
+        if recorded {
+            store
+                .complete_command(
+                    &command.id.to_string(),
+                    CommandStatus::Rejected,
+                    Some(reason.clone()),
+                    None,
+                )
+                .await?;
+        } else {
+            store
+                .record_decided_command(command_row(
+                    command,
+                    CommandStatus::Rejected,
+                    Some(reason.clone()),
+                ))
+                .await?;
+        }
         self.emit_for(
             command,
             CommandRejected {
@@ -237,6 +325,7 @@ impl MeshComponent {
     async fn start_flow(
         &self,
         command: &CommandEnvelope,
+        entry: CommandEntry,
         spec: Option<MeshSpecUpdate>,
         def_name: &'static str,
         tasks: &[TaskKind],
@@ -261,7 +350,7 @@ impl MeshComponent {
             .runner
             .events()
             .start_flow_announcing(
-                &command.id.to_string(),
+                entry,
                 self.runner.config().epoch,
                 spec,
                 NewFlow {

@@ -23,6 +23,43 @@ pub enum CommandRecorded {
     Duplicate(CommandRecord),
 }
 
+/// How an acceptance finds its command in the log.
+#[derive(Debug, Clone)]
+pub enum CommandEntry {
+    /// Recorded already (by [`Store::record_command`]), by its id: the acceptance links it to
+    /// its flow.
+    Recorded(String),
+    /// Not recorded yet: the acceptance records it, linked to its flow, in the same transaction.
+    /// That insert is the idempotency gate then: a command recorded before fails the whole
+    /// acceptance with `StoreError::AlreadyExists { what: "command", .. }` and leaves nothing.
+    New(NewCommand),
+}
+
+impl CommandEntry {
+    /// The command's id.
+    pub fn command_id(&self) -> &str {
+        match self {
+            Self::Recorded(id) => id,
+            Self::New(new) => &new.command_id,
+        }
+    }
+}
+
+/// Inserts `new`; a command recorded before fails it with `StoreError::AlreadyExists { what:
+/// "command", .. }`. Inside the caller's transaction, if any.
+pub(crate) fn insert_command_in(
+    conn: &mut AnyConnection,
+    new: &NewCommand,
+) -> Result<(), StoreError> {
+    let new = NewCommand {
+        result: new.result.clone().map(fit_text_column),
+        ..new.clone()
+    };
+    insert_row!(conn, command_log::table, &new)
+        .map_err(|e| StoreError::query("record command", "command", &new.command_id, e))?;
+    Ok(())
+}
+
 /// Records a command's outcome (and its flow), inside the caller's transaction.
 pub(crate) fn complete_command_in(
     conn: &mut AnyConnection,
@@ -64,9 +101,7 @@ impl Store {
     /// Records a command unless its id is known; tells which happened.
     pub async fn record_command(&self, new: NewCommand) -> Result<CommandRecorded, StoreError> {
         self.run("record command", move |conn| {
-            let inserted = insert_row!(conn, command_log::table, &new)
-                .map_err(|e| StoreError::query("record command", "command", &new.command_id, e));
-            match inserted {
+            match insert_command_in(conn, &new) {
                 Ok(_) => Ok(CommandRecorded::New),
                 Err(StoreError::AlreadyExists { .. }) => load_command(conn, &new.command_id)?
                     .map(CommandRecorded::Duplicate)
@@ -78,6 +113,14 @@ impl Store {
             }
         })
         .await
+    }
+
+    /// Records a command decided on its first delivery (a refusal, with its reason as `result`)
+    /// in one insert; a command recorded before fails it with `StoreError::AlreadyExists { what:
+    /// "command", .. }` and changes nothing.
+    pub async fn record_decided_command(&self, new: NewCommand) -> Result<(), StoreError> {
+        self.run("record command", move |conn| insert_command_in(conn, &new))
+            .await
     }
 
     /// Records a command's outcome and the flow it started.

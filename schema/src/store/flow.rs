@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
 use super::cluster::members_of;
-use super::command::complete_command_in;
+use super::command::{CommandEntry, complete_command_in, insert_command_in};
 use super::event::{append_events_in, meshes_of};
 use super::kept::{self, insert_row};
 use super::mesh::{
@@ -252,11 +252,11 @@ fn transition_flow_in(
     Ok(())
 }
 
-/// Records a flow with its `Pending` tasks and links `command_id` to it, inside the caller's
-/// transaction; returns the flow's id.
+/// Records a flow with its `Pending` tasks and links `command` to it (recording it, if new),
+/// inside the caller's transaction; returns the flow's id.
 fn start_flow_in(
     conn: &mut crate::database::AnyConnection,
-    command_id: &str,
+    command: &CommandEntry,
     new: &NewFlow,
     task_names: &[String],
 ) -> Result<i64, StoreError> {
@@ -273,15 +273,26 @@ fn start_flow_in(
         };
         insert_row!(conn, task::table, &row).map_err(err)?;
     }
-    kept::update(
-        command_log::table.find(command_id),
-        (
-            command_log::flow_id.eq(Some(id)),
-            command_log::updated_at.eq(now()),
-        ),
-    )
-    .execute(conn)
-    .map_err(err)?;
+    match command {
+        CommandEntry::Recorded(command_id) => {
+            kept::update(
+                command_log::table.find(command_id),
+                (
+                    command_log::flow_id.eq(Some(id)),
+                    command_log::updated_at.eq(now()),
+                ),
+            )
+            .execute(conn)
+            .map_err(err)?;
+        }
+        CommandEntry::New(command) => insert_command_in(
+            conn,
+            &crate::models::NewCommand {
+                flow_id: Some(id),
+                ..command.clone()
+            },
+        )?,
+    }
     Ok(id)
 }
 
@@ -357,19 +368,19 @@ impl Store {
     /// Accepts a command in one transaction: takes the mesh over for the holder of `owner_epoch`
     /// (by applying `spec`, the desired-state change it makes, compared-and-set on the
     /// generation; or, without one, by claiming the mesh if it exists), records its flow with its
-    /// tasks, links the command to the flow and appends `events` (the acceptance and what it
-    /// announces) as the flow's. Either all of it exists afterwards or none: a refused
-    /// compare-and-set or a newer owner leaves no flow behind. Returns the flow's id.
+    /// tasks, links the command to the flow (recording it first if `command` is new) and appends
+    /// `events` (the acceptance and what it announces) as the flow's. Either all of it exists
+    /// afterwards or none: a refused compare-and-set, a newer owner or a new command recorded
+    /// before leaves no flow behind. Returns the flow's id.
     pub async fn start_flow_announcing(
         &self,
-        command_id: &str,
+        command: CommandEntry,
         owner_epoch: i64,
         spec: Option<MeshSpecUpdate>,
         new: NewFlow,
         task_names: Vec<String>,
         mut events: Vec<NewEvent>,
     ) -> Result<i64, StoreError> {
-        let command_id = command_id.to_owned();
         let meshes = meshes_of(&events);
         let flow_id = self
             .run("accept command and start its flow", move |conn| {
@@ -387,7 +398,7 @@ impl Store {
                             Err(e) => return Err(e),
                         },
                     }
-                    let flow_id = start_flow_in(conn, &command_id, &new, &task_names)?;
+                    let flow_id = start_flow_in(conn, &command, &new, &task_names)?;
                     for event in &mut events {
                         event.flow_id = Some(flow_id);
                     }
