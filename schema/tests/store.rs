@@ -1406,7 +1406,156 @@ async fn a_new_command_is_recorded_by_its_acceptance_once(h: Harness) {
     );
 }
 
+async fn logs_and_times_are_kept_however_a_transition_is_written(h: Harness) {
+    let store = &h.store;
+    let flow = store
+        .create_flow(new_flow("m", "reconfigure"))
+        .await
+        .unwrap();
+    let task = store
+        .create_task(new_task(flow.id, "telemetry"))
+        .await
+        .unwrap();
+    let step = |transition: TaskTransition| {
+        let transition = transition.clone();
+        async move { store.transition_task(task.id, transition).await.unwrap() }
+    };
+    let started = step(TaskTransition {
+        status: Some(TaskStatus::Running),
+        log_line: Some("a".into()),
+        ..TaskTransition::default()
+    })
+    .await;
+    assert_eq!(started.log.as_deref(), Some("a"));
+    let first_start = started.started_at.expect("started");
+    let retried = step(TaskTransition {
+        status: Some(TaskStatus::Running),
+        steps: Some("1/2".into()),
+        log_line: Some("b".into()),
+        ..TaskTransition::default()
+    })
+    .await;
+    assert_eq!(retried.log.as_deref(), Some("a\nb"));
+    assert_eq!(
+        retried.started_at,
+        Some(first_start),
+        "a start is kept once set"
+    );
+    assert_eq!(retried.finished_at, None);
+
+    // Two transitions in one step: both lines, the last output, the end.
+    store
+        .record_flow_step(
+            flow.id,
+            FlowStep {
+                tasks: vec![
+                    (
+                        task.id,
+                        TaskTransition {
+                            log_line: Some("c".into()),
+                            output: Some("first".into()),
+                            ..TaskTransition::default()
+                        },
+                    ),
+                    (
+                        task.id,
+                        TaskTransition {
+                            status: Some(TaskStatus::Succeeded),
+                            output: Some("second".into()),
+                            log_line: Some("d".into()),
+                            ..TaskTransition::default()
+                        },
+                    ),
+                ],
+                ..FlowStep::default()
+            },
+        )
+        .await
+        .unwrap();
+    let done = store.list_tasks(flow.id).await.unwrap().remove(0);
+    assert_eq!(done.log.as_deref(), Some("a\nb\nc\nd"));
+    assert_eq!(done.status, TaskStatus::Succeeded.as_str());
+    assert_eq!(done.output.as_deref(), Some("second"));
+    assert_eq!(done.steps, "1/2", "steps not given are kept");
+    assert_eq!(done.started_at, Some(first_start));
+    assert!(done.finished_at.is_some());
+
+    // A log about to pass its bound drops its oldest lines, at a line start.
+    let long = |c: char| c.to_string().repeat(40_000);
+    step(TaskTransition {
+        log_line: Some(long('x')),
+        ..TaskTransition::default()
+    })
+    .await;
+    let trimmed = step(TaskTransition {
+        log_line: Some(long('y')),
+        ..TaskTransition::default()
+    })
+    .await;
+    assert_eq!(trimmed.log, Some(long('y')));
+    assert_eq!(trimmed.status, TaskStatus::Succeeded.as_str());
+
+    // The flow: started once, ended with the processor and heartbeat of its last runner.
+    let running = store
+        .transition_flow(
+            flow.id,
+            FlowTransition {
+                status: FlowStatus::Running,
+                log_line: None,
+                fence_epoch: None,
+                processor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(running.log, None);
+    let flow_start = running.started_at.expect("started");
+    let finished = store
+        .transition_flow(
+            flow.id,
+            FlowTransition {
+                status: FlowStatus::Succeeded,
+                log_line: Some("done".into()),
+                fence_epoch: None,
+                processor: Some("w2".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(finished.log.as_deref(), Some("done"));
+    assert_eq!(finished.started_at, Some(flow_start));
+    assert!(finished.finished_at.is_some());
+    assert_eq!(finished.processor, "w2");
+    assert!(finished.heartbeat.is_some());
+    let again = store
+        .transition_flow(
+            flow.id,
+            FlowTransition {
+                status: FlowStatus::Succeeded,
+                log_line: Some("noted".into()),
+                fence_epoch: None,
+                processor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.log.as_deref(), Some("done\nnoted"));
+    assert_eq!(again.processor, "w2", "the processor is kept");
+    assert_eq!(again.heartbeat, finished.heartbeat);
+
+    // No such task or flow: still an error, not a silent success.
+    let missing = store
+        .transition_task(i64::MAX, TaskTransition::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, StoreError::NotFound { .. }),
+        "{missing:?}"
+    );
+}
+
 on_every_backend!(
+    logs_and_times_are_kept_however_a_transition_is_written,
     a_new_command_is_recorded_by_its_acceptance_once,
     a_command_is_accepted_whole_or_not_at_all,
     a_flow_step_is_recorded_whole_or_not_at_all,

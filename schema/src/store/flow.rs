@@ -38,6 +38,63 @@ fn append_log(existing: Option<String>, line: &str) -> String {
     log
 }
 
+/// The `log` column's new value with `lines` appended as [`append_log`] appends them, computed by
+/// MariaDB/MySQL in the update itself (no read of the row first); only for a row whose log has
+/// [`log_room`] for them, which the update's condition checks.
+macro_rules! appended_log {
+    ($lines:expr) => {
+        diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
+            "CASE WHEN log IS NULL OR log = '' THEN ",
+        )
+        .bind::<diesel::sql_types::Text, _>($lines.clone())
+        .sql(" ELSE CONCAT(log, ")
+        .bind::<diesel::sql_types::Text, _>(format!("\n{}", $lines))
+        .sql(") END")
+    };
+}
+
+/// `COALESCE(column, at)`: a start time kept once set, computed in the update itself.
+macro_rules! first_time {
+    ($column:literal, $at:expr) => {
+        diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamp>>(concat!(
+            "COALESCE(",
+            $column,
+            ", "
+        ))
+        .bind::<diesel::sql_types::Timestamp, _>($at)
+        .sql(")")
+    };
+}
+
+/// The condition that a row's log takes `lines` (an `Option<&str>`) without dropping older
+/// lines: its length, in bytes, at most the bound less the new lines and their separator.
+macro_rules! log_has_room {
+    ($lines:expr) => {
+        diesel::dsl::sql::<diesel::sql_types::Bool>("(log IS NULL OR LENGTH(log) <= ")
+            .bind::<diesel::sql_types::BigInt, _>(
+                i64::try_from(
+                    MAX_LOG_BYTES.saturating_sub($lines.map_or(0, |l: &str| l.len() + 1)),
+                )
+                .unwrap_or(0),
+            )
+            .sql(")")
+    };
+}
+
+/// The log lines of `lines` as one appended text, or `None` without any; `Err(())` when they
+/// alone exceed the log's bound (only the read-modify-write drops lines).
+fn lines_to_append<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Option<String>, ()> {
+    let lines: Vec<&str> = lines.collect();
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let joined = lines.join("\n");
+    if joined.len() >= MAX_LOG_BYTES {
+        return Err(());
+    }
+    Ok(Some(joined))
+}
+
 /// A change of a flow's status; timestamps follow from the status.
 #[derive(Debug, Clone)]
 pub struct FlowTransition {
@@ -158,13 +215,71 @@ fn transition_task_in(
     transition_task_many_in(conn, id, vec![transition])
 }
 
-/// Moves task `id` through `transitions` in order (each fenced when it says so) with one read and
-/// one write, inside the caller's transaction: a quick task's start and end in one step.
+/// Moves task `id` through `transitions` in order with one write and no read of the row, where
+/// the database computes the new row: on MariaDB/MySQL, for transitions that are not fenced
+/// themselves and log lines that fit. Returns whether it wrote; if not (no such task, a log about
+/// to drop lines, or none of those conditions), the caller reads and writes the row instead.
+fn write_task_in_place(
+    conn: &mut crate::database::AnyConnection,
+    id: i64,
+    transitions: &[TaskTransition],
+) -> Result<bool, StoreError> {
+    let crate::database::AnyConnection::Mysql(conn) = conn else {
+        return Ok(false);
+    };
+    if transitions.iter().any(|t| t.fence_epoch.is_some()) {
+        return Ok(false);
+    }
+    let Ok(lines) = lines_to_append(transitions.iter().filter_map(|t| t.log_line.as_deref()))
+    else {
+        return Ok(false);
+    };
+    let at = now();
+    let latest = |field: fn(&TaskTransition) -> Option<&String>| {
+        transitions.iter().rev().find_map(|t| field(t).cloned())
+    };
+    let started = transitions
+        .iter()
+        .any(|t| t.status == Some(TaskStatus::Running));
+    let finished = transitions
+        .iter()
+        .any(|t| t.status.is_some_and(TaskStatus::is_terminal));
+    let changes = (
+        transitions
+            .iter()
+            .rev()
+            .find_map(|t| t.status)
+            .map(|status| task::status.eq(status.as_str())),
+        latest(|t| t.output.as_ref()).map(|output| task::output.eq(Some(fit_text_column(output)))),
+        latest(|t| t.error.as_ref()).map(|error| task::error.eq(Some(fit_text_column(error)))),
+        latest(|t| t.steps.as_ref()).map(|steps| task::steps.eq(steps)),
+        lines
+            .as_ref()
+            .map(|lines| task::log.eq(appended_log!(lines))),
+        started.then(|| task::started_at.eq(first_time!("started_at", at))),
+        finished.then_some(task::finished_at.eq(Some(at))),
+        task::updated_at.eq(at),
+    );
+    let matched = kept::update(
+        task::table.find(id).filter(log_has_room!(lines.as_deref())),
+        changes,
+    )
+    .execute(conn)
+    .map_err(|e| StoreError::query("update task", "task", id.to_string(), e))?;
+    Ok(matched == 1)
+}
+
+/// Moves task `id` through `transitions` in order (each fenced when it says so) with one write,
+/// and one read where the database cannot compute the new row itself, inside the caller's
+/// transaction: a quick task's start and end in one step.
 fn transition_task_many_in(
     conn: &mut crate::database::AnyConnection,
     id: i64,
     transitions: Vec<TaskTransition>,
 ) -> Result<(), StoreError> {
+    if write_task_in_place(conn, id, &transitions)? {
+        return Ok(());
+    }
     let mut task = load_task(conn, id)?;
     // One check with the oldest epoch refuses the writes exactly when any one would be refused.
     if let Some(epoch) = transitions.iter().filter_map(|t| t.fence_epoch).min() {
@@ -206,6 +321,50 @@ fn transition_task_many_in(
     Ok(())
 }
 
+/// Moves flow `id` to `transition.status` with one write and no read of the row, where the
+/// database computes the new row (see [`write_task_in_place`]). Returns whether it wrote.
+fn write_flow_in_place(
+    conn: &mut crate::database::AnyConnection,
+    id: i64,
+    transition: &FlowTransition,
+) -> Result<bool, StoreError> {
+    let crate::database::AnyConnection::Mysql(conn) = conn else {
+        return Ok(false);
+    };
+    if transition.fence_epoch.is_some() {
+        return Ok(false);
+    }
+    let Ok(lines) = lines_to_append(transition.log_line.as_deref().into_iter()) else {
+        return Ok(false);
+    };
+    let at = now();
+    let changes = (
+        flow::status.eq(transition.status.as_str()),
+        // A flow that ends without having run (nothing left to do) started when it ended.
+        (transition.status != FlowStatus::Pending)
+            .then(|| flow::started_at.eq(first_time!("started_at", at))),
+        transition
+            .status
+            .is_terminal()
+            .then_some(flow::finished_at.eq(Some(at))),
+        lines
+            .as_ref()
+            .map(|lines| flow::log.eq(appended_log!(lines))),
+        transition
+            .processor
+            .as_ref()
+            .map(|processor| (flow::processor.eq(processor), flow::heartbeat.eq(Some(at)))),
+        flow::updated_at.eq(at),
+    );
+    let matched = kept::update(
+        flow::table.find(id).filter(log_has_room!(lines.as_deref())),
+        changes,
+    )
+    .execute(conn)
+    .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
+    Ok(matched == 1)
+}
+
 /// Moves flow `id` to `transition.status` (fenced when the transition says so), inside the
 /// caller's transaction.
 fn transition_flow_in(
@@ -213,6 +372,9 @@ fn transition_flow_in(
     id: i64,
     transition: &FlowTransition,
 ) -> Result<(), StoreError> {
+    if write_flow_in_place(conn, id, transition)? {
+        return Ok(());
+    }
     let current = load_flow(conn, id)?;
     if let Some(epoch) = transition.fence_epoch {
         super::check_fence(conn, &current.mesh_name, epoch)?;
