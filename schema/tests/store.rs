@@ -1416,9 +1416,8 @@ async fn logs_and_times_are_kept_however_a_transition_is_written(h: Harness) {
         .create_task(new_task(flow.id, "telemetry"))
         .await
         .unwrap();
-    let step = |transition: TaskTransition| {
-        let transition = transition.clone();
-        async move { store.transition_task(task.id, transition).await.unwrap() }
+    let step = |transition: TaskTransition| async move {
+        store.transition_task(task.id, transition).await.unwrap()
     };
     let started = step(TaskTransition {
         status: Some(TaskStatus::Running),

@@ -35,16 +35,6 @@ pub enum CommandEntry {
     New(NewCommand),
 }
 
-impl CommandEntry {
-    /// The command's id.
-    pub fn command_id(&self) -> &str {
-        match self {
-            Self::Recorded(id) => id,
-            Self::New(new) => &new.command_id,
-        }
-    }
-}
-
 /// Inserts `new`; a command recorded before fails it with `StoreError::AlreadyExists { what:
 /// "command", .. }`. Inside the caller's transaction, if any.
 pub(crate) fn insert_command_in(
@@ -115,8 +105,8 @@ impl Store {
         .await
     }
 
-    /// Records a command decided on its first delivery (a refusal, with its reason as `result`)
-    /// in one insert; a command recorded before fails it with `StoreError::AlreadyExists { what:
+    /// Records a command decided on its first delivery without a flow (a refusal, with its reason
+    /// as `result`, or a deferral) in one insert; a command recorded before fails it with `StoreError::AlreadyExists { what:
     /// "command", .. }` and changes nothing.
     pub async fn record_decided_command(&self, new: NewCommand) -> Result<(), StoreError> {
         self.run("record command", move |conn| insert_command_in(conn, &new))

@@ -40,7 +40,7 @@ fn append_log(existing: Option<String>, line: &str) -> String {
 
 /// The `log` column's new value with `lines` appended as [`append_log`] appends them, computed by
 /// MariaDB/MySQL in the update itself (no read of the row first); only for a row whose log has
-/// [`log_room`] for them, which the update's condition checks.
+/// room for them, which the update's condition (`log_has_room!`) checks.
 macro_rules! appended_log {
     ($lines:expr) => {
         diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
