@@ -7,6 +7,7 @@ use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
 use super::cluster::members_of;
 use super::command::{CommandEntry, complete_command_in, insert_command_in};
+use super::computed::{AppendedLog, LogAtMost, StartedOnce};
 use super::event::{append_events_in, meshes_of};
 use super::kept::{self, insert_row};
 use super::mesh::{
@@ -38,47 +39,10 @@ fn append_log(existing: Option<String>, line: &str) -> String {
     log
 }
 
-/// The `log` column's new value with `lines` appended as [`append_log`] appends them, computed by
-/// MariaDB/MySQL in the update itself (no read of the row first); only for a row whose log has
-/// room for them, which the update's condition (`log_has_room!`) checks.
-macro_rules! appended_log {
-    ($lines:expr) => {
-        diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
-            "CASE WHEN log IS NULL OR log = '' THEN ",
-        )
-        .bind::<diesel::sql_types::Text, _>($lines.clone())
-        .sql(" ELSE CONCAT(log, ")
-        .bind::<diesel::sql_types::Text, _>(format!("\n{}", $lines))
-        .sql(") END")
-    };
-}
-
-/// `COALESCE(column, at)`: a start time kept once set, computed in the update itself.
-macro_rules! first_time {
-    ($column:literal, $at:expr) => {
-        diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamp>>(concat!(
-            "COALESCE(",
-            $column,
-            ", "
-        ))
-        .bind::<diesel::sql_types::Timestamp, _>($at)
-        .sql(")")
-    };
-}
-
-/// The condition that a row's log takes `lines` (an `Option<&str>`) without dropping older
-/// lines: its length, in bytes, at most the bound less the new lines and their separator.
-macro_rules! log_has_room {
-    ($lines:expr) => {
-        diesel::dsl::sql::<diesel::sql_types::Bool>("(log IS NULL OR LENGTH(log) <= ")
-            .bind::<diesel::sql_types::BigInt, _>(
-                i64::try_from(
-                    MAX_LOG_BYTES.saturating_sub($lines.map_or(0, |l: &str| l.len() + 1)),
-                )
-                .unwrap_or(0),
-            )
-            .sql(")")
-    };
+/// The condition that a row's log takes `lines` without dropping older lines (see
+/// [`append_log`]): its length, in bytes, at most the bound less the new lines and their separator.
+fn log_has_room(lines: Option<&str>) -> LogAtMost {
+    LogAtMost::bytes(MAX_LOG_BYTES.saturating_sub(lines.map_or(0, |l| l.len() + 1)))
 }
 
 /// The log lines of `lines` as one appended text, or `None` without any; `Err(())` when they
@@ -255,13 +219,13 @@ fn write_task_in_place(
         latest(|t| t.steps.as_ref()).map(|steps| task::steps.eq(steps)),
         lines
             .as_ref()
-            .map(|lines| task::log.eq(appended_log!(lines))),
-        started.then(|| task::started_at.eq(first_time!("started_at", at))),
+            .map(|lines| task::log.eq(AppendedLog::new(lines))),
+        started.then(|| task::started_at.eq(StartedOnce::at(at))),
         finished.then_some(task::finished_at.eq(Some(at))),
         task::updated_at.eq(at),
     );
     let matched = kept::update(
-        task::table.find(id).filter(log_has_room!(lines.as_deref())),
+        task::table.find(id).filter(log_has_room(lines.as_deref())),
         changes,
     )
     .execute(conn)
@@ -342,14 +306,14 @@ fn write_flow_in_place(
         flow::status.eq(transition.status.as_str()),
         // A flow that ends without having run (nothing left to do) started when it ended.
         (transition.status != FlowStatus::Pending)
-            .then(|| flow::started_at.eq(first_time!("started_at", at))),
+            .then(|| flow::started_at.eq(StartedOnce::at(at))),
         transition
             .status
             .is_terminal()
             .then_some(flow::finished_at.eq(Some(at))),
         lines
             .as_ref()
-            .map(|lines| flow::log.eq(appended_log!(lines))),
+            .map(|lines| flow::log.eq(AppendedLog::new(lines))),
         transition
             .processor
             .as_ref()
@@ -357,7 +321,7 @@ fn write_flow_in_place(
         flow::updated_at.eq(at),
     );
     let matched = kept::update(
-        flow::table.find(id).filter(log_has_room!(lines.as_deref())),
+        flow::table.find(id).filter(log_has_room(lines.as_deref())),
         changes,
     )
     .execute(conn)

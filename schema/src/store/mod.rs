@@ -16,6 +16,7 @@
 
 pub mod cluster;
 pub mod command;
+mod computed;
 pub mod event;
 pub mod flow;
 pub(crate) mod kept;
