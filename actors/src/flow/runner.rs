@@ -41,7 +41,17 @@ pub struct RunnerConfig {
     /// How often managed Istio resources are compared with the desired state even when no watch
     /// event arrived (watches report edits at once; this is the safety net).
     pub drift_resync: Duration,
+    /// Most flows the worker runs at once, over all the meshes it owns; a flow beyond them waits
+    /// (accepted, `Pending`) for one to end. Bounds what one worker asks of its clusters, its
+    /// database connections and its memory; more workers run more flows.
+    pub max_concurrent_flows: usize,
 }
+
+/// Flows one worker runs at once unless configured otherwise.
+pub const DEFAULT_MAX_CONCURRENT_FLOWS: usize = 64;
+
+/// How often a flow waiting for a slot checks whether its worker is stopping.
+const SLOT_STOP_CHECK: Duration = Duration::from_millis(100);
 
 impl Default for RunnerConfig {
     fn default() -> Self {
@@ -53,6 +63,7 @@ impl Default for RunnerConfig {
             processor: "meshd".into(),
             epoch: 0,
             drift_resync: Duration::from_secs(30),
+            max_concurrent_flows: DEFAULT_MAX_CONCURRENT_FLOWS,
         }
     }
 }
@@ -120,6 +131,8 @@ pub struct FlowRunner {
     connections: ClusterConnections,
     config: Arc<RunnerConfig>,
     control: Arc<RunControl>,
+    /// The worker's flow slots, shared by the runners of all its partitions.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Shared between a partition's flows: a request to stop at the next task boundary, how many
@@ -240,12 +253,18 @@ impl FlowRunner {
         connections: ClusterConnections,
         config: RunnerConfig,
     ) -> Self {
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            config
+                .max_concurrent_flows
+                .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         Self {
             store,
             events,
             connections,
             config: Arc::new(config),
             control: Arc::new(RunControl::default()),
+            slots,
         }
     }
 
@@ -304,9 +323,20 @@ impl FlowRunner {
         Ok(envelope)
     }
 
-    /// Runs (or resumes) a flow to its end and returns how it ended.
+    /// Runs (or resumes) a flow to its end and returns how it ended, once one of the worker's
+    /// flow slots is free; `Running` or `Pending` when the worker stopped it before its end.
     #[tracing::instrument(skip_all, fields(flow = flow_id))]
     pub async fn run(&self, flow_id: i64) -> Result<FlowStatus, ActorError> {
+        // Counted from here, so a stopping worker waits for flows still waiting for a slot too.
+        let _active = ActiveFlow::new(&self.control);
+        let Some(_slot) = self.flow_slot().await else {
+            tracing::info!(
+                flow = flow_id,
+                "stopping before the flow got a slot; the partition's next owner runs it"
+            );
+            return Ok(FlowStatus::Pending);
+        };
+        // Read once the slot is held: a flow that waited sees the rows as they are now.
         let FlowToRun {
             flow,
             mesh,
@@ -330,7 +360,6 @@ impl FlowRunner {
                 mesh: flow.mesh_name.clone(),
                 reason: format!("input of flow {flow_id}: {e}"),
             })?;
-        let _active = ActiveFlow::new(&self.control);
         // The mesh is taken over (writes of any older owner refused from then on) in the
         // transaction that records the flow's start; see `run_tasks`.
         let heartbeat = self.start_heartbeat(flow_id);
@@ -360,6 +389,22 @@ impl FlowRunner {
             self.control.ended.notify_one();
         }
         Ok(status)
+    }
+
+    /// One of the worker's flow slots, held while the flow runs; waits while all are taken.
+    /// `None` when the worker stops first (the flow is left to the partition's next owner).
+    async fn flow_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        loop {
+            if self.control.stop_requested() {
+                return None;
+            }
+            let slot = Arc::clone(&self.slots).acquire_owned();
+            match tokio::time::timeout(SLOT_STOP_CHECK, slot).await {
+                Ok(Ok(slot)) if !self.control.stop_requested() => return Some(slot),
+                Ok(_) => return None,
+                Err(_waited) => {}
+            }
+        }
     }
 
     fn start_heartbeat(&self, flow_id: i64) -> tokio::task::JoinHandle<()> {
