@@ -22,6 +22,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://meshd.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9441";
 /// The tenant of simulated clusters and of the local admin token by default.
 pub const DEFAULT_SIM_TENANT: &str = "default";
+/// Most flows one worker may be told to run at once (each may hold a database connection and
+/// cluster requests; beyond this a worker should be split into more workers).
+pub const MAX_CONCURRENT_FLOWS: usize = 4096;
 /// Most simulated clusters one meshd starts.
 pub const MAX_SIM_CLUSTERS: usize = 100;
 
@@ -54,6 +57,8 @@ pub struct MeshdConfig {
     pub catalog: CatalogSettings,
     /// How hard workers may drive each member cluster's API server.
     pub clusters: mesh_clusters::RateLimit,
+    /// Most flows one worker runs at once over all the meshes it owns; later ones wait, accepted.
+    pub max_concurrent_flows: usize,
     /// Simulated clusters the all-in-one role starts in process and registers (0: none).
     pub sim_clusters: usize,
     /// Tenant of the simulated clusters and of the local admin token made on first start.
@@ -98,6 +103,7 @@ impl Default for MeshdConfig {
             },
             catalog: CatalogSettings::default(),
             clusters: mesh_clusters::RateLimit::default(),
+            max_concurrent_flows: mesh_actors::flow::DEFAULT_MAX_CONCURRENT_FLOWS,
             sim_clusters: 0,
             sim_tenant: DEFAULT_SIM_TENANT.to_owned(),
         }
@@ -188,6 +194,11 @@ impl MeshdConfig {
                 "{reason}: set [clusters] qps and burst / MESHD_CLUSTERS__QPS, MESHD_CLUSTERS__BURST"
             )
         })?;
+        anyhow::ensure!(
+            (1..=MAX_CONCURRENT_FLOWS).contains(&self.max_concurrent_flows),
+            "max_concurrent_flows must be between 1 and {MAX_CONCURRENT_FLOWS}, got {}: set max_concurrent_flows / MESHD_MAX_CONCURRENT_FLOWS",
+            self.max_concurrent_flows
+        );
         anyhow::ensure!(
             self.sim_clusters <= MAX_SIM_CLUSTERS,
             "sim_clusters must be at most {MAX_SIM_CLUSTERS}, got {}: set --sim-clusters / MESHD_SIM_CLUSTERS",
@@ -331,6 +342,15 @@ mod tests {
             ..MeshdConfig::default()
         };
         assert!(config.validate().is_err());
+        for flows in [0, MAX_CONCURRENT_FLOWS + 1] {
+            let config = MeshdConfig {
+                max_concurrent_flows: flows,
+                ..MeshdConfig::default()
+            };
+            let error = config.validate().expect_err("out of range").to_string();
+            assert!(error.contains("MESHD_MAX_CONCURRENT_FLOWS"), "{error}");
+            assert!(error.contains(&format!("got {flows}")), "{error}");
+        }
     }
 
     #[test]

@@ -33,16 +33,17 @@ async fn start_worker(
     bus: &Arc<dyn Bus>,
     catalog: &VersionCatalog,
     metrics: &Metrics,
-    cluster_rate_limit: mesh_clusters::RateLimit,
+    meshd: &MeshdConfig,
 ) -> anyhow::Result<Worker> {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "meshd".to_owned());
     let config = WorkerConfig {
         runner: RunnerConfig {
             processor: format!("{host}-{}", std::process::id()),
+            max_concurrent_flows: meshd.max_concurrent_flows,
             ..RunnerConfig::default()
         },
         observer: Observer::new(Arc::new(MetricsObserver::new(metrics.clone()))),
-        cluster_rate_limit,
+        cluster_rate_limit: meshd.clusters,
     };
     Worker::start(
         config,
@@ -69,7 +70,7 @@ pub async fn run_all_in_one(config: MeshdConfig) -> anyhow::Result<()> {
     };
     let bus = connect_bus(&config).await?;
     let metrics = Metrics::new();
-    let worker = start_worker(&store, &bus, &catalog, &metrics, config.clusters).await?;
+    let worker = start_worker(&store, &bus, &catalog, &metrics, &config).await?;
     let state = ApiState {
         body_limit: config.body_limit_bytes,
         metrics,

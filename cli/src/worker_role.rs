@@ -65,6 +65,7 @@ pub async fn run_worker(
     let worker_config = WorkerConfig {
         runner: RunnerConfig {
             processor: id.clone(),
+            max_concurrent_flows: config.max_concurrent_flows,
             ..RunnerConfig::default()
         },
         cluster_rate_limit: config.clusters,

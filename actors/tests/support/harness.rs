@@ -21,13 +21,32 @@ pub struct Setup {
     pub store: Store,
     pub bus: Arc<dyn Bus>,
     pub world: World,
-    _worker: Worker,
+    worker: Option<Worker>,
     _database: Option<TestDatabase>,
     _dir: tempfile::TempDir,
     _nats: Option<mesh_testkit::nats::NatsServer>,
 }
 
 pub async fn setup(clusters: usize, mariadb: bool, nats: bool) -> Setup {
+    setup_with(
+        clusters,
+        mariadb,
+        nats,
+        mesh_actors::flow::DEFAULT_MAX_CONCURRENT_FLOWS,
+        Duration::from_millis(50),
+    )
+    .await
+}
+
+/// Like [`setup`], with `max_concurrent_flows` flow slots in the worker and the simulated
+/// deployments getting ready after `deploy_ready_delay`.
+pub async fn setup_with(
+    clusters: usize,
+    mariadb: bool,
+    nats: bool,
+    max_concurrent_flows: usize,
+    deploy_ready_delay: Duration,
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let database = mariadb.then(TestDatabase::create);
     let url = match &database {
@@ -47,7 +66,7 @@ pub async fn setup(clusters: usize, mariadb: bool, nats: bool) -> Setup {
     };
     let world = World::builder()
         .clusters(clusters)
-        .deploy_ready_delay(Duration::from_millis(50))
+        .deploy_ready_delay(deploy_ready_delay)
         .remote_sync_interval(Duration::from_millis(200))
         .start()
         .await
@@ -59,6 +78,7 @@ pub async fn setup(clusters: usize, mariadb: bool, nats: bool) -> Setup {
             backoff: Duration::from_millis(100),
             attempts: 40,
             heartbeat: Duration::from_millis(500),
+            max_concurrent_flows,
             ..RunnerConfig::default()
         },
         ..WorkerConfig::default()
@@ -75,10 +95,19 @@ pub async fn setup(clusters: usize, mariadb: bool, nats: bool) -> Setup {
         store,
         bus,
         world,
-        _worker: worker,
+        worker: Some(worker),
         _database: database,
         _dir: dir,
         _nats: nats_server,
+    }
+}
+
+impl Setup {
+    /// Stops the worker as SIGTERM does: current steps finish, waiting flows are left alone.
+    pub async fn stop_worker(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.shutdown().await;
+        }
     }
 }
 
