@@ -4,7 +4,9 @@
 //! - the raw limits: a JetStream publish → consume → ack loop, and a single-row MariaDB commit loop;
 //! - end-to-end throughput of a light command (`SetTraceSampling` on single-cluster meshes whose
 //!   simulated clusters answer at once), publish to committed effect (`FlowFinished`), with 1, 2
-//!   and 3 workers; then the same with 20 ms of simulated API latency (I/O-bound);
+//!   and 3 workers; then the same with 20 ms of simulated API latency (I/O-bound), by 1 and 2
+//!   workers of a few flow slots each (fewer than the meshes in flight), so that one worker's
+//!   slots bound the figure and a second worker's slots add to it;
 //! - for one worker, when each event of a command arrives on average (where the time goes), and
 //!   for every measurement how busy the machine's CPUs were (what bounds it on one machine);
 //! - failover: from killing the owner of a partition to that partition's meshes making progress
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use futures::StreamExt;
-use mesh_actors::flow::RunnerConfig;
+use mesh_actors::flow::{DEFAULT_MAX_CONCURRENT_FLOWS, RunnerConfig};
 use mesh_actors::{Worker, WorkerConfig};
 use mesh_bus::command::{ClusterSpec, CreateMesh, SamplingPercent, SetTraceSampling};
 use mesh_bus::{
@@ -41,6 +43,10 @@ use support::BENCH_CLUSTER_LIMIT;
 
 const LEASE_TTL: Duration = Duration::from_secs(2);
 const MESHES: usize = 12;
+/// Flow slots of each worker in the I/O-bound phase: fewer than the meshes one worker owns, so a
+/// worker's slots, not the number of meshes in flight, bound its throughput (slots ÷ latency),
+/// and a second worker brings its own.
+const IO_FLOW_SLOTS: usize = 3;
 
 struct ThreadWorker {
     name: String,
@@ -49,7 +55,13 @@ struct ThreadWorker {
 }
 
 impl ThreadWorker {
-    fn start(name: String, store: Store, nats_url: String, root: String) -> Self {
+    fn start(
+        name: String,
+        store: Store,
+        nats_url: String,
+        root: String,
+        max_concurrent_flows: usize,
+    ) -> Self {
         let label = name.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, is_ready) = std::sync::mpsc::channel();
@@ -64,6 +76,7 @@ impl ThreadWorker {
                     runner: RunnerConfig {
                         processor: name,
                         backoff: Duration::from_millis(50),
+                        max_concurrent_flows,
                         ..RunnerConfig::default()
                     },
                     cluster_rate_limit: BENCH_CLUSTER_LIMIT,
@@ -336,6 +349,7 @@ async fn main() -> anyhow::Result<()> {
         store.clone(),
         nats.url().into(),
         root.clone(),
+        DEFAULT_MAX_CONCURRENT_FLOWS,
     )];
     // Create the meshes and wait until they run.
     let mut events = bus
@@ -382,6 +396,7 @@ async fn main() -> anyhow::Result<()> {
                 store.clone(),
                 nats.url().into(),
                 root.clone(),
+                DEFAULT_MAX_CONCURRENT_FLOWS,
             ));
         }
         // Let the new worker take its share (one lease period).
@@ -400,17 +415,25 @@ async fn main() -> anyhow::Result<()> {
     for cluster in world.clusters() {
         cluster.faults().set_latency(Duration::from_millis(20));
     }
+    // Workers with few slots each: the figure then shows whether a second worker adds capacity.
+    for worker in workers.drain(..) {
+        worker.kill();
+    }
     let mut io_rates = Vec::new();
     for count in [1usize, 2] {
-        while workers.len() > count {
-            if let Some(worker) = workers.pop() {
-                worker.kill();
-            }
-        }
-        tokio::time::sleep(LEASE_TTL * 2).await;
+        workers.push(ThreadWorker::start(
+            format!("io{count}"),
+            store.clone(),
+            nats.url().into(),
+            root.clone(),
+            IO_FLOW_SLOTS,
+        ));
+        // The killed workers' leases expire, then the new ones share the partitions.
+        tokio::time::sleep(LEASE_TTL * 3).await;
         let measured = throughput(&bus, &meshes, seconds).await?;
         println!(
-            "I/O-bound command (20 ms API latency), {count} worker(s): {:.1} commands/s{}",
+            "I/O-bound command (20 ms API latency), {count} worker(s) of {IO_FLOW_SLOTS} flow slots, {} meshes: {:.1} commands/s{}",
+            meshes.len(),
             measured.rate,
             measured.cpu_note()
         );
@@ -418,14 +441,6 @@ async fn main() -> anyhow::Result<()> {
             println!("  events after publish: {}", measured.stages_line());
         }
         io_rates.push(measured.rate);
-        if count == 1 {
-            workers.push(ThreadWorker::start(
-                "w2b".into(),
-                store.clone(),
-                nats.url().into(),
-                root.clone(),
-            ));
-        }
     }
     if let [one, two] = io_rates[..] {
         println!("I/O-bound scaling, 2 workers vs 1: {:.2}x", two / one);
@@ -445,6 +460,7 @@ async fn main() -> anyhow::Result<()> {
                 store.clone(),
                 nats.url().into(),
                 root.clone(),
+                DEFAULT_MAX_CONCURRENT_FLOWS,
             ));
         }
         tokio::time::sleep(LEASE_TTL * 2).await;
