@@ -7,8 +7,10 @@
 //!   and 3 workers; then the same with 20 ms of simulated API latency (I/O-bound), by 1 and 2
 //!   workers of a few flow slots each (fewer than the meshes in flight), so that one worker's
 //!   slots bound the figure and a second worker's slots add to it;
-//! - for one worker, when each event of a command arrives on average (where the time goes), and
-//!   for every measurement how busy the machine's CPUs were (what bounds it on one machine);
+//! - for one worker, when each event of a command arrives on average (where the time goes), what
+//!   one light command costs in CPU time (worker, database calls, simulated clusters, MariaDB,
+//!   NATS) and in MariaDB statements, and for every measurement how busy the machine's CPUs were
+//!   (what bounds it on one machine);
 //! - failover: from killing the owner of a partition to that partition's meshes making progress
 //!   again (a command accepted), p50/p99 over the cycles, next to the lease TTL.
 //!
@@ -65,36 +67,40 @@ impl ThreadWorker {
         let label = name.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, is_ready) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let nats = NatsBus::connect(&nats_url, BusConfig::with_root(root))
+        // Named, so that the bench can tell the worker's CPU time from the rest of the process's.
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-actors"))
+            .spawn(move || {
+                actix_rt::System::new().block_on(async move {
+                    let nats = NatsBus::connect(&nats_url, BusConfig::with_root(root))
+                        .await
+                        .expect("bus");
+                    let leases = Arc::new(nats.leases(LEASE_TTL).await.expect("leases"));
+                    let bus: Arc<dyn Bus> = Arc::new(nats);
+                    let config = WorkerConfig {
+                        runner: RunnerConfig {
+                            processor: name,
+                            backoff: Duration::from_millis(50),
+                            max_concurrent_flows,
+                            ..RunnerConfig::default()
+                        },
+                        cluster_rate_limit: BENCH_CLUSTER_LIMIT,
+                        ..WorkerConfig::default()
+                    };
+                    let _worker = Worker::start_with_leases(
+                        config,
+                        store,
+                        bus,
+                        leases,
+                        Arc::new(VersionCatalog::builtin()),
+                    )
                     .await
-                    .expect("bus");
-                let leases = Arc::new(nats.leases(LEASE_TTL).await.expect("leases"));
-                let bus: Arc<dyn Bus> = Arc::new(nats);
-                let config = WorkerConfig {
-                    runner: RunnerConfig {
-                        processor: name,
-                        backoff: Duration::from_millis(50),
-                        max_concurrent_flows,
-                        ..RunnerConfig::default()
-                    },
-                    cluster_rate_limit: BENCH_CLUSTER_LIMIT,
-                    ..WorkerConfig::default()
-                };
-                let _worker = Worker::start_with_leases(
-                    config,
-                    store,
-                    bus,
-                    leases,
-                    Arc::new(VersionCatalog::builtin()),
-                )
-                .await
-                .expect("worker");
-                let _ = ready.send(());
-                let _ = stopped.await;
-            });
-        });
+                    .expect("worker");
+                    let _ = ready.send(());
+                    let _ = stopped.await;
+                });
+            })
+            .expect("a thread for the worker");
         let _ = is_ready.recv();
         Self {
             name: label,
@@ -168,6 +174,144 @@ fn raw_mariadb(url: &str, seconds: f64) -> anyhow::Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
+/// CPU time so far of the processes a command goes through, in clock ticks: this process by thread
+/// name (worker actors, the blocking pool running database calls, simulated clusters, the bench's
+/// own publishing), MariaDB and NATS; and MariaDB's statement counters (Linux only for CPU).
+#[derive(Default)]
+struct CostSnapshot {
+    ticks: BTreeMap<String, u64>,
+    statements: BTreeMap<String, u64>,
+}
+
+/// utime + stime of one `/proc/.../stat` file, with the thread or process name it gives.
+fn stat_ticks(path: &std::path::Path) -> Option<(String, u64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
+    // After the name: state is field 3 of the man page, utime 14 and stime 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+/// The id of the running MariaDB server, found by its process name.
+fn mariadb_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            matches!(comm.trim(), "mariadbd" | "mysqld").then_some(pid)
+        })
+}
+
+/// Groups a thread name: worker threads are `w<N>-actors`; tokio's blocking pool, which runs the
+/// database calls, names its threads `tokio-rt-worker` or `tokio-runtime-w` (by tokio version).
+fn thread_group(name: &str) -> String {
+    if name.ends_with("-actors") {
+        "worker actors".into()
+    } else if name.starts_with("tokio-r") {
+        "database calls (blocking pool)".into()
+    } else if name.starts_with("sim-clusters") {
+        "simulated clusters".into()
+    } else {
+        "bench client and other".into()
+    }
+}
+
+const STATEMENT_COUNTERS: [&str; 6] = [
+    "Questions",
+    "Com_select",
+    "Com_insert",
+    "Com_update",
+    "Com_commit",
+    "Com_delete",
+];
+
+fn cost_snapshot(
+    status: &mut diesel::mysql::MysqlConnection,
+    nats_pid: Option<u32>,
+) -> CostSnapshot {
+    let mut snapshot = CostSnapshot::default();
+    if let Ok(threads) = std::fs::read_dir("/proc/self/task") {
+        for thread in threads.flatten() {
+            if let Some((name, ticks)) = stat_ticks(&thread.path().join("stat")) {
+                *snapshot.ticks.entry(thread_group(&name)).or_default() += ticks;
+            }
+        }
+    }
+    for (label, pid) in [("MariaDB", mariadb_pid()), ("NATS", nats_pid)] {
+        if let Some((_, ticks)) = pid.and_then(|pid| {
+            stat_ticks(
+                &std::path::Path::new("/proc")
+                    .join(pid.to_string())
+                    .join("stat"),
+            )
+        }) {
+            snapshot.ticks.insert(label.into(), ticks);
+        }
+    }
+    #[derive(diesel::QueryableByName)]
+    struct StatusRow {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "Variable_name")]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "Value")]
+        value: String,
+    }
+    use diesel::RunQueryDsl;
+    let query = format!(
+        "SHOW GLOBAL STATUS WHERE Variable_name IN ({})",
+        STATEMENT_COUNTERS.map(|c| format!("'{c}'")).join(",")
+    );
+    if let Ok(rows) = diesel::sql_query(query).load::<StatusRow>(status) {
+        for row in rows {
+            if let Ok(value) = row.value.parse() {
+                snapshot.statements.insert(row.name, value);
+            }
+        }
+    }
+    snapshot
+}
+
+/// CPU milliseconds and statements per command between two snapshots, as two lines.
+fn cost_lines(before: &CostSnapshot, after: &CostSnapshot, commands: u64) -> String {
+    if commands == 0 {
+        return String::new();
+    }
+    // `/proc` counts in USER_HZ, 100 per second on Linux.
+    let ms_per_tick = 10.0;
+    let per_command = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / commands as f64;
+    let mut cpu: Vec<(String, f64)> = after
+        .ticks
+        .iter()
+        .map(|(group, ticks)| {
+            let earlier = before.ticks.get(group).copied().unwrap_or(0);
+            (group.clone(), per_command(*ticks, earlier) * ms_per_tick)
+        })
+        .collect();
+    cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = cpu.iter().map(|(_, ms)| ms).sum();
+    let statements = STATEMENT_COUNTERS
+        .iter()
+        .filter_map(|counter| {
+            let a = after.statements.get(*counter)?;
+            let b = before.statements.get(*counter).copied().unwrap_or(0);
+            Some(format!("{counter} {:.1}", per_command(*a, b)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "  CPU per command: {total:.2} ms ({})\n  MariaDB statements per command: {statements}",
+        cpu.iter()
+            .map(|(group, ms)| format!("{group} {ms:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// What one measurement saw: completed flows per second, and when each kind of event of a command
 /// arrived on average, in milliseconds after the command was published.
 struct Measured {
@@ -175,6 +319,9 @@ struct Measured {
     stages: Vec<(String, f64)>,
     /// Share of the machine's CPU time that was busy during the measurement (Linux), in percent.
     cpu_busy: Option<f64>,
+    /// Completed commands, and the cost snapshots around them.
+    done: u64,
+    cost: (CostSnapshot, CostSnapshot),
 }
 
 /// The machine's CPU time so far as (busy, total) clock ticks, from `/proc/stat` (Linux only).
@@ -213,7 +360,13 @@ impl Measured {
 }
 
 /// Keeps one sampling command in flight per mesh for `seconds`.
-async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::Result<Measured> {
+async fn throughput(
+    bus: &NatsBus,
+    meshes: &[String],
+    seconds: f64,
+    status: &mut diesel::mysql::MysqlConnection,
+    nats_pid: Option<u32>,
+) -> anyhow::Result<Measured> {
     let mut events = bus
         .subscribe_events(EventFilter::Tenant(tenant()), StartAt::New)
         .await?;
@@ -229,6 +382,7 @@ async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::R
     }
     let started = Instant::now();
     let cpu_before = cpu_ticks();
+    let cost_before = cost_snapshot(status, nats_pid);
     let mut done = 0u64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
     loop {
@@ -258,6 +412,7 @@ async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::R
         }
     }
     let rate = done as f64 / started.elapsed().as_secs_f64();
+    let cost_after = cost_snapshot(status, nats_pid);
     let cpu_busy = match (cpu_before, cpu_ticks()) {
         (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
             Some(100.0 * (busy1 - busy0) as f64 / (total1 - total0) as f64)
@@ -273,6 +428,8 @@ async fn throughput(bus: &NatsBus, meshes: &[String], seconds: f64) -> anyhow::R
             .map(|(kind, (total, count))| (kind, total / count as f64))
             .collect(),
         cpu_busy,
+        done,
+        cost: (cost_before, cost_after),
     })
 }
 
@@ -293,6 +450,11 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
+    // A connection of its own for reading MariaDB's statement counters between measurements.
+    let mut status = {
+        use diesel::Connection;
+        diesel::mysql::MysqlConnection::establish(&database.url())?
+    };
     let raw_js = raw_jetstream(nats.url(), 2000).await?;
     let db_url = database.url();
     let raw_db = tokio::task::spawn_blocking(move || raw_mariadb(&db_url, 3.0)).await??;
@@ -309,6 +471,7 @@ async fn main() -> anyhow::Result<()> {
     // machines, and on the bench's own thread their work would be counted against the workers.
     let sim_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("sim-clusters")
         .enable_all()
         .build()?;
     let world = std::thread::scope(|scope| {
@@ -401,7 +564,7 @@ async fn main() -> anyhow::Result<()> {
         }
         // Let the new worker take its share (one lease period).
         tokio::time::sleep(LEASE_TTL * 2).await;
-        let measured = throughput(&bus, &meshes, seconds).await?;
+        let measured = throughput(&bus, &meshes, seconds, &mut status, nats.pid()).await?;
         println!(
             "light command end to end, {count} worker(s): {:.1} commands/s ({:.1}% of the lower raw limit{})",
             measured.rate,
@@ -410,6 +573,10 @@ async fn main() -> anyhow::Result<()> {
         );
         if count == 1 {
             println!("  events after publish: {}", measured.stages_line());
+            println!(
+                "{}",
+                cost_lines(&measured.cost.0, &measured.cost.1, measured.done)
+            );
         }
     }
     for cluster in world.clusters() {
@@ -430,7 +597,7 @@ async fn main() -> anyhow::Result<()> {
         ));
         // The killed workers' leases expire, then the new ones share the partitions.
         tokio::time::sleep(LEASE_TTL * 3).await;
-        let measured = throughput(&bus, &meshes, seconds).await?;
+        let measured = throughput(&bus, &meshes, seconds, &mut status, nats.pid()).await?;
         println!(
             "I/O-bound command (20 ms API latency), {count} worker(s) of {IO_FLOW_SLOTS} flow slots, {} meshes: {:.1} commands/s{}",
             meshes.len(),

@@ -109,6 +109,11 @@ impl NatsServer {
         &self.url
     }
 
+    /// The process id of a private server (none for the shared one), for measuring its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.child.id())
+    }
+
     /// Whether this is a private server started for the test (not the shared one).
     pub fn is_private(&self) -> bool {
         self.process.is_some()

@@ -21,7 +21,9 @@ use mesh_core::ClusterName;
 use mesh_core::plan::Stage;
 use mesh_core::spec::MeshSpec;
 
-pub use runner::{DEFAULT_MAX_CONCURRENT_FLOWS, FlowInput, FlowRunner, RunnerConfig, load_spec};
+pub use runner::{
+    DEFAULT_MAX_CONCURRENT_FLOWS, FlowInput, FlowRunner, RunnerConfig, load_spec, spec_of,
+};
 
 /// Flow definition names (`flow.def_name`).
 pub mod defs {

@@ -88,7 +88,7 @@ pub async fn load_spec(store: &Store, mesh: &MeshRecord) -> Result<MeshSpec, Act
 }
 
 /// A mesh's desired state from its row and its member clusters' rows.
-fn spec_of(mesh: &MeshRecord, members: &[MemberClusterRecord]) -> Result<MeshSpec, ActorError> {
+pub fn spec_of(mesh: &MeshRecord, members: &[MemberClusterRecord]) -> Result<MeshSpec, ActorError> {
     let corrupt = |reason: String| ActorError::CorruptState {
         mesh: mesh.name.clone(),
         reason,
@@ -463,6 +463,11 @@ impl FlowRunner {
         // before its work begins, which refuses the earlier owner's writes from then on.
         let accepted_here =
             flow.status == FlowStatus::Pending.as_str() && flow.processor == self.config.processor;
+        // The mesh's recorded state, as read with the flow: only an earlier owner could have
+        // changed it since, so a resumed flow reads it again when it needs it.
+        let known_state = std::sync::Mutex::new(
+            accepted_here.then(|| super::tasks::MeshState::parse(mesh.state.as_deref())),
+        );
         let tasks = if accepted_here {
             tasks
         } else {
@@ -478,6 +483,7 @@ impl FlowRunner {
             connections: &self.connections,
             epoch: self.config.epoch,
             config: &self.config,
+            known_state: &known_state,
         };
         let parse = |task: &TaskRecord| {
             TaskKind::parse(&task.name).ok_or_else(|| ActorError::CorruptState {

@@ -69,6 +69,10 @@ pub(crate) struct TaskContext<'a> {
     pub connections: &'a ClusterConnections,
     pub epoch: i64,
     pub config: &'a RunnerConfig,
+    /// `mesh.state` as this flow last read or wrote it, or `None` when it must be read. A
+    /// running flow holds its mesh (no other flow runs on it, and an older owner's writes are
+    /// refused), so what it wrote is what the row holds until it writes again.
+    pub known_state: &'a std::sync::Mutex<Option<MeshState>>,
 }
 
 pub(super) fn corrupt(spec: &MeshSpec, reason: impl Into<String>) -> ActorError {
@@ -170,34 +174,85 @@ impl TaskContext<'_> {
         })
     }
 
+    /// The mesh's recorded state: as this flow last saw it, or read from its row.
     pub(super) async fn mesh_state(&self) -> Result<MeshState, ActorError> {
+        if let Some(state) = self.remembered_state() {
+            return Ok(state);
+        }
         let row = self
             .store
             .get_mesh(&mesh_schema::TenantScope::All, self.spec.name.as_str())
             .await?
             .ok_or_else(|| corrupt(self.spec, "the mesh row is gone"))?;
-        Ok(MeshState::parse(row.state.as_deref()))
+        let state = MeshState::parse(row.state.as_deref());
+        self.remember_state(Some(state.clone()));
+        Ok(state)
     }
 
-    async fn plan_for(&self, cluster: &ClusterName) -> Result<Vec<PlannedChange>, ActorError> {
+    /// What `known_state` holds (a poisoned lock counts as not known).
+    fn remembered_state(&self) -> Option<MeshState> {
+        self.known_state.lock().ok().and_then(|known| known.clone())
+    }
+
+    fn remember_state(&self, state: Option<MeshState>) {
+        if let Ok(mut known) = self.known_state.lock() {
+            *known = state;
+        }
+    }
+
+    /// Records `state` (with the rest of `change`) in the mesh's row, fenced by the flow's epoch.
+    pub(super) async fn save_state(
+        &self,
+        state: &MeshState,
+        change: MeshStatusChange,
+    ) -> Result<(), ActorError> {
+        let text = serde_json::to_string(state).map_err(|e| corrupt(self.spec, e.to_string()))?;
+        // Unknown until the write's outcome is: a failed write may or may not have landed.
+        self.remember_state(None);
+        self.store
+            .update_mesh_status(
+                self.spec.name.as_str(),
+                self.epoch,
+                MeshStatusChange {
+                    state: Some(text),
+                    ..change
+                },
+            )
+            .await?;
+        self.remember_state(Some(state.clone()));
+        Ok(())
+    }
+
+    /// The plan of `cluster` for the mesh as it runs, complete for `stages`.
+    async fn plan_for(
+        &self,
+        cluster: &ClusterName,
+        stages: &[Stage],
+    ) -> Result<Vec<PlannedChange>, ActorError> {
         let strategy = if self.mesh_state().await?.revision_based {
             plan::UpdateStrategy::RevisionBased
         } else {
             plan::UpdateStrategy::InPlace
         };
-        self.plan_with(cluster, self.spec, strategy).await
+        self.plan_with(cluster, self.spec, strategy, stages).await
     }
 
     /// The plan of `cluster` for `spec` (whose version may differ from the running one, during
-    /// an upgrade) with `strategy`.
+    /// an upgrade) with `strategy`, complete for `stages`: the cluster's CA is read only when
+    /// they include [`Stage::Trust`], whose `cacerts` Secret carries it.
     pub(super) async fn plan_with(
         &self,
         cluster: &ClusterName,
         spec: &MeshSpec,
         strategy: plan::UpdateStrategy,
+        stages: &[Stage],
     ) -> Result<Vec<PlannedChange>, ActorError> {
-        let mut inputs =
-            ClusterInputs::new(self.cacerts(cluster).await?).with_update_strategy(strategy);
+        let inputs = if stages.contains(&Stage::Trust) {
+            ClusterInputs::new(self.cacerts(cluster).await?)
+        } else {
+            ClusterInputs::without_trust()
+        };
+        let mut inputs = inputs.with_update_strategy(strategy);
         let remote_of_primary = self.spec.mode == MeshMode::PrimaryRemote
             && self
                 .spec
@@ -229,7 +284,7 @@ impl TaskContext<'_> {
         stages: &[Stage],
     ) -> Result<String, ActorError> {
         let connection = self.connections.get(cluster.as_str()).await?;
-        let plan = self.plan_for(cluster).await?;
+        let plan = self.plan_for(cluster, stages).await?;
         let mut applied = 0;
         for change in plan.iter().filter(|c| stages.contains(&c.stage())) {
             match change {
@@ -329,17 +384,7 @@ impl TaskContext<'_> {
             .await?;
         let mut state = self.mesh_state().await?;
         state.gateways.insert(cluster.to_string(), address.clone());
-        let text = serde_json::to_string(&state).map_err(|e| corrupt(self.spec, e.to_string()))?;
-        self.store
-            .update_mesh_status(
-                self.spec.name.as_str(),
-                self.epoch,
-                MeshStatusChange {
-                    state: Some(text),
-                    ..MeshStatusChange::default()
-                },
-            )
-            .await?;
+        self.save_state(&state, MeshStatusChange::default()).await?;
         Ok(format!("east-west gateway of {cluster} is at {address}"))
     }
 
@@ -422,18 +467,7 @@ impl TaskContext<'_> {
         self.store.delete_lb_resource(cluster.as_str()).await?;
         let mut state = self.mesh_state().await?;
         if state.gateways.remove(cluster.as_str()).is_some() {
-            let text =
-                serde_json::to_string(&state).map_err(|e| corrupt(self.spec, e.to_string()))?;
-            self.store
-                .update_mesh_status(
-                    mesh,
-                    self.epoch,
-                    MeshStatusChange {
-                        state: Some(text),
-                        ..MeshStatusChange::default()
-                    },
-                )
-                .await?;
+            self.save_state(&state, MeshStatusChange::default()).await?;
         }
         for name in [cacerts_secret(cluster), reader_secret(cluster)] {
             self.store.delete_mesh_secret(mesh, &name).await?;

@@ -436,25 +436,6 @@ impl TaskContext<'_> {
             .ok_or_else(|| corrupt(self.spec, "no upgrade is recorded for the mesh"))
     }
 
-    async fn save_state(
-        &self,
-        state: &MeshState,
-        change: MeshStatusChange,
-    ) -> Result<(), ActorError> {
-        let text = serde_json::to_string(state).map_err(|e| corrupt(self.spec, e.to_string()))?;
-        self.store
-            .update_mesh_status(
-                self.spec.name.as_str(),
-                self.epoch,
-                MeshStatusChange {
-                    state: Some(text),
-                    ..change
-                },
-            )
-            .await?;
-        Ok(())
-    }
-
     async fn set_phase(
         &self,
         upgrade: &UpgradeState,
@@ -487,7 +468,7 @@ impl TaskContext<'_> {
         patch: impl Fn(&mut Value),
     ) -> Result<usize, ActorError> {
         let spec = self.spec_at(version);
-        let changes = self.plan_with(cluster, &spec, strategy).await?;
+        let changes = self.plan_with(cluster, &spec, strategy, stages).await?;
         let connection = self.connections.get(cluster.as_str()).await?;
         let mut applied = 0;
         for change in changes.iter().filter(|c| stages.contains(&c.stage())) {

@@ -12,13 +12,16 @@ use mesh_bus::event::{CommandAccepted, CommandRejected, MeshConfigUpdated, MeshC
 use mesh_bus::{Command, CommandEnvelope, Event, EventEnvelope};
 use mesh_core::spec::{MemberSpec, MeshConfig, MeshSpec, describe_errors};
 use mesh_core::{CommandStatus, FlowStatus, VersionCatalog};
-use mesh_schema::models::{MeshRecord, NewCommand, NewFlow, NewMemberCluster, NewMesh};
+use mesh_schema::models::{
+    MemberClusterRecord, MeshRecord, NewCommand, NewFlow, NewMemberCluster, NewMesh,
+};
 use mesh_schema::store::command::{CommandEntry, CommandRecorded};
+use mesh_schema::store::flow::MeshToDecide;
 use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate};
 use mesh_schema::{StoreError, TenantScope};
 
 use crate::error::ActorError;
-use crate::flow::{FlowInput, load_spec};
+use crate::flow::{FlowInput, load_spec, spec_of};
 
 mod upgrade;
 use crate::flow::{
@@ -370,10 +373,6 @@ impl MeshComponent {
         Ok(Acceptance::Started(flow_id))
     }
 
-    async fn running_flow(&self, mesh: &str) -> Result<Option<(i64, String)>, ActorError> {
-        Ok(self.runner.store().unfinished_flow(mesh).await?)
-    }
-
     async fn visible_mesh(
         &self,
         command: &CommandEnvelope,
@@ -393,7 +392,21 @@ impl MeshComponent {
         command: &CommandEnvelope,
         redelivered: bool,
     ) -> Result<Decision, ActorError> {
-        if let Some((flow_id, def_name)) = self.running_flow(command.mesh.as_str()).await? {
+        // One read for what every decision starts from: whether the mesh is busy, its row and
+        // its members (a configuration change and a deletion decide on them).
+        let MeshToDecide {
+            unfinished_flow,
+            mesh,
+            members,
+        } = self
+            .runner
+            .store()
+            .mesh_to_decide(
+                &TenantScope::Tenant(command.tenant.clone()),
+                command.mesh.as_str(),
+            )
+            .await?;
+        if let Some((flow_id, def_name)) = unfinished_flow {
             if matches!(
                 command.body,
                 Command::ApplyResources(_) | Command::RepairDrift(_)
@@ -406,12 +419,6 @@ impl MeshComponent {
                 command.mesh
             ));
         }
-        // Read once here: the upgrade check and a configuration change both decide on it.
-        let mesh = if Self::passes_upgrades(command) {
-            None
-        } else {
-            self.visible_mesh(command).await?
-        };
         if let Some(reason) = Self::blocked_by_upgrade(command, mesh.as_ref()) {
             return reject(reason);
         }
@@ -422,10 +429,10 @@ impl MeshComponent {
             }
             Command::CanaryOperate(operate) => self.decide_canary(command, operate.action).await,
             Command::DeleteMesh(_) => {
-                let Some(mesh) = self.visible_mesh(command).await? else {
+                let Some(mesh) = mesh else {
                     return reject(format!("mesh {} does not exist", command.mesh));
                 };
-                let spec = load_spec(self.runner.store(), &mesh).await?;
+                let spec = spec_of(&mesh, &members)?;
                 Ok(Decision::Start {
                     def_name: defs::DELETE,
                     tasks: delete_tasks(&spec),
@@ -440,7 +447,7 @@ impl MeshComponent {
             }
             Command::SetTraceSampling(SetTraceSampling { percent }) => {
                 let percent = percent.get();
-                self.decide_reconfigure(command, mesh, move |config| {
+                self.decide_reconfigure(command, mesh, &members, move |config| {
                     config.trace_sampling = percent;
                 })
                 .await
@@ -451,7 +458,7 @@ impl MeshComponent {
             }) => {
                 let namespaces: Vec<String> = namespaces.iter().map(ToString::to_string).collect();
                 let cluster = cluster.to_string();
-                self.decide_reconfigure(command, mesh, move |config| {
+                self.decide_reconfigure(command, mesh, &members, move |config| {
                     if namespaces.is_empty() {
                         config.auto_injection_namespaces.remove(&cluster);
                     } else {
@@ -462,7 +469,7 @@ impl MeshComponent {
             }
             Command::SetOutboundTraffic(SetOutboundTraffic { policy }) => {
                 let policy = *policy;
-                self.decide_reconfigure(command, mesh, move |config| {
+                self.decide_reconfigure(command, mesh, &members, move |config| {
                     config.outbound_traffic_policy = policy;
                 })
                 .await
@@ -472,7 +479,7 @@ impl MeshComponent {
                     Ok(parsed) => parsed,
                     Err(e) => return reject(format!("invalid mesh configuration: {e}")),
                 };
-                self.decide_reconfigure(command, mesh, move |config| *config = parsed)
+                self.decide_reconfigure(command, mesh, &members, move |config| *config = parsed)
                     .await
             }
             Command::ApplyResources(apply) => self.decide_apply_resources(command, apply).await,
@@ -698,14 +705,14 @@ impl MeshComponent {
         })
     }
 
-    /// Decides a configuration change of `mesh` (as `decide` read it).
+    /// Decides a configuration change of `mesh` with its `members` (as `decide` read them).
     async fn decide_reconfigure(
         &self,
         command: &CommandEnvelope,
         mesh: Option<MeshRecord>,
+        members: &[MemberClusterRecord],
         change: impl FnOnce(&mut MeshConfig),
     ) -> Result<Decision, ActorError> {
-        let store = self.runner.store();
         let Some(mesh) = mesh else {
             return reject(format!("mesh {} does not exist", command.mesh));
         };
@@ -715,7 +722,7 @@ impl MeshComponent {
                 command.mesh, mesh.status
             ));
         }
-        let mut spec = load_spec(store, &mesh).await?;
+        let mut spec = spec_of(&mesh, members)?;
         let before = spec.config.clone();
         change(&mut spec.config);
         if let Err(errors) = spec.validate(self.catalog.as_ref()) {

@@ -170,8 +170,10 @@ pub fn istiod_service(revision: &str) -> String {
 /// What a member's plan needs beyond the spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterInputs {
-    /// The member's plug-in CA (issued by [`crate::pki::issue_intermediate`]).
-    pub cacerts: CaBundle,
+    /// The member's plug-in CA (issued by [`crate::pki::issue_intermediate`]); `None` leaves
+    /// the `cacerts` Secret (the only object of [`Stage::Trust`] that needs it) out of the plan,
+    /// for applying later stages without reading the CA.
+    pub cacerts: Option<CaBundle>,
     /// The load-balancer address (IP or host name) of the primary's east-west gateway; required
     /// for a remote of a primary-remote mesh, ignored otherwise.
     pub primary_east_west_address: Option<String>,
@@ -183,7 +185,16 @@ impl ClusterInputs {
     /// Inputs for an in-place install with no primary address.
     pub fn new(cacerts: CaBundle) -> Self {
         Self {
-            cacerts,
+            cacerts: Some(cacerts),
+            ..Self::without_trust()
+        }
+    }
+
+    /// Inputs for a plan without the `cacerts` Secret: for applying stages after
+    /// [`Stage::Trust`] (a configuration change), which then need not read the CA.
+    pub fn without_trust() -> Self {
+        Self {
+            cacerts: None,
             primary_east_west_address: None,
             update_strategy: UpdateStrategy::InPlace,
         }
@@ -298,11 +309,21 @@ pub fn install_plan(
     let strategy = inputs.update_strategy;
     let revision = strategy.revision_name(&version);
 
-    let mut objects = vec![
-        control_plane::istio_namespace(&spec.name, member, remote.as_ref()),
-        control_plane::cacerts_secret(&spec.name, &inputs.cacerts),
-        control_plane::istio_resource(spec, member, &version, inputs, remote.as_ref()),
-    ];
+    let mut objects = vec![control_plane::istio_namespace(
+        &spec.name,
+        member,
+        remote.as_ref(),
+    )];
+    if let Some(cacerts) = &inputs.cacerts {
+        objects.push(control_plane::cacerts_secret(&spec.name, cacerts));
+    }
+    objects.push(control_plane::istio_resource(
+        spec,
+        member,
+        &version,
+        inputs,
+        remote.as_ref(),
+    ));
     if spec.needs_east_west_gateway(cluster) {
         objects.extend(gateway::east_west_gateway(
             spec, member, strategy, &revision,

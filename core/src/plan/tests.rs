@@ -405,6 +405,40 @@ fn the_east_west_gateway_matches_istios_reference() {
 }
 
 #[test]
+fn a_plan_without_trust_leaves_out_only_the_cacerts_secret() {
+    for spec in [single(), multi_primary(), primary_remote()] {
+        for member in &spec.clusters {
+            let name = member.name.as_str();
+            let full_inputs = if member.role == ClusterRole::Remote {
+                remote_inputs()
+            } else {
+                inputs()
+            };
+            let without_inputs = ClusterInputs {
+                cacerts: None,
+                ..full_inputs.clone()
+            };
+            let full = plan(&spec, name, &full_inputs);
+            let without = plan(&spec, name, &without_inputs);
+            let expected: Vec<PlannedChange> = full
+                .into_iter()
+                .filter(|change| {
+                    !matches!(change, PlannedChange::Object(o)
+                        if o.kind == "Secret" && o.name == CACERTS_SECRET)
+                })
+                .collect();
+            assert_eq!(without, expected, "{name} of {}", spec.name);
+            assert!(
+                !names(&without).iter().any(|n| n.contains(CACERTS_SECRET)),
+                "{name}: {:?}",
+                names(&without)
+            );
+        }
+    }
+    assert_eq!(ClusterInputs::without_trust().cacerts, None);
+}
+
+#[test]
 fn cacerts_holds_the_bundle_base64_encoded() {
     let changes = plan(&single(), "c1", &inputs());
     let secret = find(&changes, "Secret", CACERTS_SECRET);

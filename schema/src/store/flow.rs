@@ -13,11 +13,42 @@ use super::kept::{self, insert_row};
 use super::mesh::{
     MeshSpecUpdate, MeshStatusChange, load_live, record_mesh_status_in, update_mesh_spec_in,
 };
-use super::{Store, StoreError, fit_text_column, last_insert_id, now};
+use super::{Store, StoreError, TenantScope, fit_text_column, last_insert_id, now};
+use crate::database::AnyConnection;
 use crate::models::{
     FlowRecord, MemberClusterRecord, MeshRecord, NewEvent, NewFlow, NewTask, TaskRecord,
 };
 use crate::schema::{flow, task};
+
+/// The newest unfinished (pending or running) flow of mesh `mesh_name`: its id and definition.
+fn unfinished_flow_of(
+    conn: &mut AnyConnection,
+    mesh_name: &str,
+) -> Result<Option<(i64, String)>, StoreError> {
+    flow::table
+        .filter(flow::mesh_name.eq(mesh_name))
+        .filter(
+            flow::status
+                .eq(FlowStatus::Pending.as_str())
+                .or(flow::status.eq(FlowStatus::Running.as_str())),
+        )
+        .order(flow::id.desc())
+        .select((flow::id, flow::def_name))
+        .first(conn)
+        .optional()
+        .map_err(|e| StoreError::query("find unfinished flow", "mesh", mesh_name, e))
+}
+
+/// A mesh as a command's decision reads it (see [`Store::mesh_to_decide`]).
+#[derive(Debug, Clone)]
+pub struct MeshToDecide {
+    /// The newest unfinished flow (id, definition), if the mesh is busy.
+    pub unfinished_flow: Option<(i64, String)>,
+    /// The live mesh row, if the command's tenant sees one.
+    pub mesh: Option<MeshRecord>,
+    /// The row's member clusters (none without a row).
+    pub members: Vec<MemberClusterRecord>,
+}
 
 /// Most log text kept per flow or task; older lines are dropped first.
 const MAX_LOG_BYTES: usize = 60_000;
@@ -573,18 +604,33 @@ impl Store {
     ) -> Result<Option<(i64, String)>, StoreError> {
         let mesh_name = mesh_name.to_owned();
         self.run("find unfinished flow", move |conn| {
-            flow::table
-                .filter(flow::mesh_name.eq(&mesh_name))
-                .filter(
-                    flow::status
-                        .eq(FlowStatus::Pending.as_str())
-                        .or(flow::status.eq(FlowStatus::Running.as_str())),
-                )
-                .order(flow::id.desc())
-                .select((flow::id, flow::def_name))
-                .first(conn)
-                .optional()
-                .map_err(|e| StoreError::query("find unfinished flow", "mesh", &mesh_name, e))
+            unfinished_flow_of(conn, &mesh_name)
+        })
+        .await
+    }
+
+    /// What deciding a command on mesh `mesh_name` reads, with one connection: its newest
+    /// unfinished flow, its live row if `scope` sees it, and then that row's member clusters.
+    pub async fn mesh_to_decide(
+        &self,
+        scope: &TenantScope,
+        mesh_name: &str,
+    ) -> Result<MeshToDecide, StoreError> {
+        let mesh_name = mesh_name.to_owned();
+        let tenant = scope.tenant().map(str::to_owned);
+        self.run("read mesh to decide a command", move |conn| {
+            let unfinished_flow = unfinished_flow_of(conn, &mesh_name)?;
+            let mesh = load_live(conn, &mesh_name)?
+                .filter(|m| tenant.as_deref().is_none_or(|t| t == m.tenant_id));
+            let members = match &mesh {
+                Some(mesh) => members_of(conn, &mesh.name)?,
+                None => Vec::new(),
+            };
+            Ok(MeshToDecide {
+                unfinished_flow,
+                mesh,
+                members,
+            })
         })
         .await
     }
