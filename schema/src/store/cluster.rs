@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::atomic::atomically;
 use super::{Store, StoreError, TenantScope, now};
 use crate::database::AnyConnection;
 use crate::models::{
@@ -96,7 +97,7 @@ impl Store {
         new: NewMemberCluster,
     ) -> Result<MemberClusterRecord, StoreError> {
         self.run("add member cluster", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 diesel::insert_into(cluster::table)
                     .values(&new)
                     .execute(conn)
@@ -225,7 +226,7 @@ impl Store {
             status_message: new.status_message,
         };
         self.run("register cluster", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 diesel::insert_into(registered_cluster::table)
                     .values(&row)
                     .execute(conn)
@@ -349,7 +350,7 @@ impl Store {
         let name = name.to_owned();
         let tenant = scope.tenant().map(str::to_owned);
         self.run("remove registered cluster", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 let found = load_registered(conn, &name)?
                     .filter(|c| tenant.as_deref().is_none_or(|t| t == c.tenant_id))
                     .ok_or_else(|| StoreError::NotFound {
@@ -387,7 +388,7 @@ impl Store {
     ) -> Result<LbResourceRecord, StoreError> {
         let (name, mesh_name, status) = (name.to_owned(), mesh_name.to_owned(), status.to_owned());
         self.run("record lb resource", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 let changed =
                     diesel::update(lb_resource::table.filter(lb_resource::name.eq(&name)))
                         .set((

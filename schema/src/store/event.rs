@@ -6,6 +6,7 @@
 
 use diesel::prelude::*;
 
+use super::atomic::atomically;
 use super::kept::insert_row;
 use super::{Store, StoreError, last_insert_id};
 use crate::database::AnyConnection;
@@ -184,7 +185,7 @@ impl Store {
         let mesh = new.mesh_name.clone();
         let appended = self
             .run("append event", move |conn| {
-                conn.transaction(|conn| append_event_in(conn, &new))
+                atomically(conn, |conn| append_event_in(conn, &new))
             })
             .await?;
         if !appended.duplicate {

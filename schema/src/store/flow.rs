@@ -5,6 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
+use super::atomic::atomically;
 use super::cluster::members_of;
 use super::command::{CommandEntry, complete_command_in, insert_command_in};
 use super::computed::{AppendedLog, LogAtMost, StartedOnce};
@@ -509,7 +510,7 @@ impl Store {
     /// Records a new flow.
     pub async fn create_flow(&self, new: NewFlow) -> Result<FlowRecord, StoreError> {
         self.run("create flow", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 diesel::insert_into(flow::table)
                     .values(&new)
                     .execute(conn)
@@ -541,7 +542,7 @@ impl Store {
         let meshes = meshes_of(&events);
         let flow_id = self
             .run("accept command and start its flow", move |conn| {
-                conn.transaction(|conn| {
+                atomically(conn, |conn| {
                     match &spec {
                         Some(spec) => update_mesh_spec_in(conn, spec)?,
                         None => match record_mesh_status_in(
@@ -643,7 +644,7 @@ impl Store {
         transition: FlowTransition,
     ) -> Result<FlowRecord, StoreError> {
         self.run("update flow", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 transition_flow_in(conn, id, &transition)?;
                 load_flow(conn, id)
             })
@@ -662,7 +663,7 @@ impl Store {
     pub async fn record_flow_step(&self, flow_id: i64, step: FlowStep) -> Result<(), StoreError> {
         let meshes = meshes_of(&step.events);
         self.run("record a flow step", move |conn| {
-            conn.transaction(|conn| record_flow_step_in(conn, flow_id, step))
+            atomically(conn, |conn| record_flow_step_in(conn, flow_id, step))
         })
         .await?;
         self.mark_event_snapshots_stale(meshes);
@@ -734,7 +735,7 @@ impl Store {
     /// Records a new task of a flow.
     pub async fn create_task(&self, new: NewTask) -> Result<TaskRecord, StoreError> {
         self.run("create task", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 diesel::insert_into(task::table)
                     .values(&new)
                     .execute(conn)
@@ -754,7 +755,7 @@ impl Store {
         transition: TaskTransition,
     ) -> Result<TaskRecord, StoreError> {
         self.run("update task", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 transition_task_in(conn, id, transition)?;
                 load_task(conn, id)
             })

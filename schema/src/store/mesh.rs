@@ -7,6 +7,7 @@
 
 use diesel::prelude::*;
 
+use super::atomic::atomically;
 use super::kept;
 use super::{Store, StoreError, TenantScope, now};
 use crate::database::AnyConnection;
@@ -174,7 +175,7 @@ impl Store {
     /// Creates a mesh; a live mesh of the same name is [`StoreError::AlreadyExists`].
     pub async fn create_mesh(&self, new: NewMesh) -> Result<MeshRecord, StoreError> {
         self.run("create mesh", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 diesel::insert_into(mesh::table)
                     .values(&new)
                     .execute(conn)
@@ -246,7 +247,7 @@ impl Store {
             change,
         };
         self.run("update mesh spec", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 update_mesh_spec_in(conn, &update)?;
                 load_live(conn, &update.mesh)?.ok_or_else(|| StoreError::NotFound {
                     what: "mesh",
@@ -267,7 +268,9 @@ impl Store {
     ) -> Result<MeshRecord, StoreError> {
         let name = name.to_owned();
         self.run("update mesh status", move |conn| {
-            conn.transaction(|conn| update_mesh_status_in(conn, &name, epoch, &change))
+            atomically(conn, |conn| {
+                update_mesh_status_in(conn, &name, epoch, &change)
+            })
         })
         .await
     }
@@ -277,7 +280,7 @@ impl Store {
     pub async fn soft_delete_mesh(&self, name: &str, epoch: i64) -> Result<MeshRecord, StoreError> {
         let name = name.to_owned();
         self.run("delete mesh", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 let row = load_live(conn, &name)?.ok_or_else(|| StoreError::NotFound {
                     what: "mesh",
                     key: name.clone(),

@@ -14,6 +14,7 @@
 //! - [`secret`]: per-mesh secrets (CA keys, reader tokens), sealed;
 //! - [`token`]: API tokens, stored as SHA-256 hashes, and their authentication.
 
+mod atomic;
 pub mod cluster;
 pub mod command;
 mod computed;

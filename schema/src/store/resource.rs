@@ -15,6 +15,7 @@ use mesh_core::TaskStatus;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::atomic::atomically;
 use super::{Store, StoreError, check_fence, last_insert_id, now};
 use crate::models::{FlowRecord, NewFlow, NewTask};
 use crate::schema::{command_log, flow, istio_resource, resource_change, task};
@@ -282,7 +283,7 @@ impl Store {
             principal.to_owned(),
         );
         self.run("accept resource changes", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 let err = |e| StoreError::query("accept resource changes", "mesh", &mesh, e);
                 check_fence(conn, &mesh, epoch)?;
                 diesel::insert_into(flow::table)
@@ -462,7 +463,7 @@ impl Store {
         epoch: i64,
     ) -> Result<usize, StoreError> {
         self.run("restore desired resources", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 let err = |e| {
                     StoreError::query("restore desired resources", "flow", flow_id.to_string(), e)
                 };
@@ -513,7 +514,7 @@ impl Store {
         epoch: i64,
     ) -> Result<(), StoreError> {
         self.run("begin compensation", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 let err =
                     |e| StoreError::query("begin compensation", "flow", flow_id.to_string(), e);
                 let mesh: String = flow::table

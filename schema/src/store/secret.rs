@@ -3,6 +3,7 @@
 
 use diesel::prelude::*;
 
+use super::atomic::atomically;
 use super::{Store, StoreError, now};
 use crate::crypto::CryptoError;
 use crate::schema::mesh_secret;
@@ -23,7 +24,7 @@ impl Store {
         let key_id = self.secrets().key_id().to_owned();
         let (mesh_name, name) = (mesh_name.to_owned(), name.to_owned());
         self.run("store mesh secret", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 let key = format!("{mesh_name}/{name}");
                 let target = mesh_secret::table
                     .filter(mesh_secret::mesh_name.eq(&mesh_name))

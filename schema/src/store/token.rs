@@ -14,6 +14,7 @@ use mesh_core::TenantId;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::atomic::atomically;
 use super::{Store, StoreError, now};
 use crate::models::{ApiTokenRecord, NewApiTokenRow};
 use crate::schema::api_token;
@@ -160,7 +161,7 @@ impl Store {
         };
         let record = self
             .run("create api token", move |conn| {
-                conn.transaction(|conn| {
+                atomically(conn, |conn| {
                     diesel::insert_into(api_token::table)
                         .values(&row)
                         .execute(conn)
@@ -196,7 +197,7 @@ impl Store {
     /// Revokes a token; revoking a revoked token keeps its first revocation time.
     pub async fn revoke_api_token(&self, id: i64) -> Result<ApiTokenRecord, StoreError> {
         self.run("revoke api token", move |conn| {
-            conn.transaction(|conn| {
+            atomically(conn, |conn| {
                 load_token(conn, id)?;
                 diesel::update(api_token::table.find(id))
                     .filter(api_token::revoked_at.is_null())
