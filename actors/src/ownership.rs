@@ -119,7 +119,9 @@ impl Ownership {
             self.hand_over(partition).await;
         }
         let owned: Vec<u32> = self.owned.keys().copied().collect();
-        self.leases.announce(&self.worker_id, &owned).await?;
+        self.leases
+            .announce(&self.worker_id, &owned, Some(self.runner.flow_load()))
+            .await?;
         self.renew_all().await;
         let live = self.leases.workers().await?.len().max(1);
         let total = self.partitions();

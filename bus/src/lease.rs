@@ -59,6 +59,21 @@ pub struct WorkerRecord {
     pub partitions: Vec<u32>,
     /// When it last announced itself.
     pub heartbeat_at: DateTime<Utc>,
+    /// How busy its flow slots were then (absent from workers that do not report it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows: Option<FlowLoad>,
+}
+
+/// How a worker's flow slots are used: flows beyond its slots wait (accepted, `Pending`) until
+/// one ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowLoad {
+    /// Flows running now (each holds a slot).
+    pub running: u32,
+    /// Flows waiting for a slot.
+    pub waiting: u32,
+    /// The most flows the worker runs at once.
+    pub slots: u32,
 }
 
 /// Leases over command partitions.
@@ -72,8 +87,13 @@ pub trait Leases: Send + Sync + 'static {
     async fn renew(&self, lease: &Lease) -> Result<Option<Lease>, BusError>;
     /// Gives a lease up (only if still held).
     async fn release(&self, lease: &Lease) -> Result<(), BusError>;
-    /// Announces a live worker and what it owns.
-    async fn announce(&self, worker: &str, partitions: &[u32]) -> Result<(), BusError>;
+    /// Announces a live worker, what it owns and how busy its flow slots are.
+    async fn announce(
+        &self,
+        worker: &str,
+        partitions: &[u32],
+        flows: Option<FlowLoad>,
+    ) -> Result<(), BusError>;
     /// Removes a worker's announcement (clean exit).
     async fn withdraw(&self, worker: &str) -> Result<(), BusError>;
     /// Live workers.
@@ -227,12 +247,18 @@ impl Leases for NatsLeases {
             })
     }
 
-    async fn announce(&self, worker: &str, partitions: &[u32]) -> Result<(), BusError> {
+    async fn announce(
+        &self,
+        worker: &str,
+        partitions: &[u32],
+        flows: Option<FlowLoad>,
+    ) -> Result<(), BusError> {
         check_worker_id(worker)?;
         let record = WorkerRecord {
             worker: worker.to_owned(),
             partitions: partitions.to_vec(),
             heartbeat_at: Utc::now(),
+            flows,
         };
         self.kv
             .put(format!("worker.{worker}"), encode(&record)?)
@@ -396,12 +422,18 @@ impl Leases for LocalLeases {
         Ok(())
     }
 
-    async fn announce(&self, worker: &str, partitions: &[u32]) -> Result<(), BusError> {
+    async fn announce(
+        &self,
+        worker: &str,
+        partitions: &[u32],
+        flows: Option<FlowLoad>,
+    ) -> Result<(), BusError> {
         check_worker_id(worker)?;
         let record = WorkerRecord {
             worker: worker.to_owned(),
             partitions: partitions.to_vec(),
             heartbeat_at: Utc::now(),
+            flows,
         };
         self.lock()?
             .workers
@@ -478,6 +510,35 @@ mod tests {
     async fn worker_ids_are_checked() {
         let leases = LocalLeases::new(DEFAULT_LEASE_TTL);
         assert!(leases.claim(0, "a.b").await.is_err());
-        assert!(leases.announce("", &[]).await.is_err());
+        assert!(leases.announce("", &[], None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn announcements_carry_partitions_and_flow_load() {
+        let leases = LocalLeases::new(DEFAULT_LEASE_TTL);
+        let load = FlowLoad {
+            running: 3,
+            waiting: 1,
+            slots: 3,
+        };
+        leases
+            .announce("w1", &[0, 5], Some(load))
+            .await
+            .expect("announce");
+        leases.announce("w2", &[1], None).await.expect("announce");
+        let mut workers = leases.workers().await.expect("workers");
+        workers.sort_by(|a, b| a.worker.cmp(&b.worker));
+        assert_eq!(workers[0].partitions, [0, 5]);
+        assert_eq!(workers[0].flows, Some(load));
+        assert_eq!(workers[1].flows, None);
+    }
+
+    #[test]
+    fn worker_records_without_flow_load_still_decode() {
+        let record: WorkerRecord = serde_json::from_str(
+            r#"{"worker":"w1","partitions":[2],"heartbeat_at":"2026-12-01T10:00:00Z"}"#,
+        )
+        .expect("an announcement of a worker that does not report its slots");
+        assert_eq!(record.flows, None);
     }
 }

@@ -1,10 +1,11 @@
-//! `meshd workers`: who owns what — live workers, their partitions, lease epochs and last
-//! heartbeats, read from the lease bucket in NATS.
+//! `meshd workers`: who owns what — live workers, their partitions, lease epochs, last
+//! heartbeats and flow slots in use (a flow beyond its worker's slots waits `Pending`), read from
+//! the lease bucket in NATS.
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use mesh_bus::lease::Leases;
+use mesh_bus::lease::{FlowLoad, Leases};
 use mesh_bus::{BusConfig, NatsBus};
 
 use crate::config::MeshdConfig;
@@ -36,27 +37,29 @@ pub async fn print_workers(config: &MeshdConfig, json: bool) -> anyhow::Result<(
     }
     let now = chrono::Utc::now();
     println!(
-        "{:<32} {:>10} {:>14}  PARTITIONS (partition@epoch)",
-        "WORKER", "OWNED", "HEARTBEAT"
+        "{:<32} {:>10} {:>14} {:>20}  PARTITIONS (partition@epoch)",
+        "WORKER", "OWNED", "HEARTBEAT", "FLOWS (RUN/SLOTS)"
     );
     for worker in &workers {
         let owned = by_worker.remove(&worker.worker).unwrap_or_default();
         let age = (now - worker.heartbeat_at).num_milliseconds() as f64 / 1000.0;
         let list: Vec<String> = owned.iter().map(|(p, e)| format!("{p}@{e}")).collect();
         println!(
-            "{:<32} {:>10} {:>12.1}s  {}",
+            "{:<32} {:>10} {:>13.1}s {:>20}  {}",
             worker.worker,
             owned.len(),
             age,
+            flows_column(worker.flows),
             list.join(" ")
         );
     }
     for (worker, owned) in by_worker {
         let list: Vec<String> = owned.iter().map(|(p, e)| format!("{p}@{e}")).collect();
         println!(
-            "{worker:<32} {:>10} {:>13}  {}",
+            "{worker:<32} {:>10} {:>14} {:>20}  {}",
             owned.len(),
             "gone",
+            "-",
             list.join(" ")
         );
     }
@@ -67,4 +70,41 @@ pub async fn print_workers(config: &MeshdConfig, json: bool) -> anyhow::Result<(
         config.bus.partitions
     );
     Ok(())
+}
+
+/// "running/slots", with the flows waiting for a slot when there are any ("64/64 +3 waiting");
+/// "-" for a worker that does not report its slots.
+fn flows_column(flows: Option<FlowLoad>) -> String {
+    match flows {
+        Some(FlowLoad {
+            running,
+            waiting: 0,
+            slots,
+        }) => format!("{running}/{slots}"),
+        Some(FlowLoad {
+            running,
+            waiting,
+            slots,
+        }) => format!("{running}/{slots} +{waiting} waiting"),
+        None => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flows_column_shows_running_slots_and_waiting_flows() {
+        let load = |running, waiting, slots| {
+            Some(FlowLoad {
+                running,
+                waiting,
+                slots,
+            })
+        };
+        assert_eq!(flows_column(load(2, 0, 64)), "2/64");
+        assert_eq!(flows_column(load(4, 3, 4)), "4/4 +3 waiting");
+        assert_eq!(flows_column(None), "-");
+    }
 }

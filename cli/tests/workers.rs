@@ -17,6 +17,10 @@ use mesh_core::{ClusterName, ClusterRole, MeshMode, MeshName, TenantId};
 use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::{DatabaseTarget, SecretBox, SecretKey, Store, TenantScope};
 
+/// Flow slots each worker of the chaos test is given (`MESHD_MAX_CONCURRENT_FLOWS`), which
+/// `meshd workers` must report.
+const WORKER_FLOW_SLOTS: u32 = 48;
+
 const MESHD: &str = env!("CARGO_BIN_EXE_meshd");
 
 thread_local! {
@@ -53,6 +57,7 @@ impl WorkerProcess {
             .args(["--secret-key-file", key.to_str().unwrap()])
             .env("MESHD_BUS__ROOT", root)
             .env("MESHD_LOG", "info")
+            .env("MESHD_MAX_CONCURRENT_FLOWS", WORKER_FLOW_SLOTS.to_string())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -435,6 +440,15 @@ async fn killed_workers_lose_nothing_and_apply_nothing_twice() {
         let owned = report["partitions"].as_array().unwrap().len();
         let workers = report["workers"].as_array().unwrap().len();
         if owned == 32 && workers >= 3 {
+            // Each worker reports its flow slots: the configured number, none beyond it in use.
+            for worker in report["workers"].as_array().unwrap() {
+                let flows = &worker["flows"];
+                assert_eq!(flows["slots"], WORKER_FLOW_SLOTS, "{report}");
+                assert!(
+                    flows["running"].as_u64().unwrap() <= WORKER_FLOW_SLOTS as u64,
+                    "{report}"
+                );
+            }
             break;
         }
         assert!(
@@ -443,6 +457,18 @@ async fn killed_workers_lose_nothing_and_apply_nothing_twice() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+
+    let table = Command::new(MESHD)
+        .args(["workers", "--nats-url", nats.url()])
+        .env("MESHD_BUS__ROOT", &root)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("FLOWS (RUN/SLOTS)"), "{table}");
+    assert!(
+        table.contains(&format!("/{WORKER_FLOW_SLOTS}")),
+        "each worker's row shows its slots: {table}"
+    );
 
     // A clean stop hands partitions over and exits 0.
     for worker in &mut workers {

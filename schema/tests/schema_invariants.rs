@@ -204,6 +204,30 @@ fn seed_schema_is_reproduced_exactly_on_mariadb() {
         );
     }
 
+    // Indexes the hot reads of every command rely on (see the migrations that add them).
+    let indexes: Vec<KeyInfo> = diesel::sql_query(
+        "SELECT TABLE_NAME AS table_name, INDEX_NAME AS index_name, \
+         GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) AS columns \
+         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND NON_UNIQUE = 1 \
+         GROUP BY TABLE_NAME, INDEX_NAME",
+    )
+    .bind::<Text, _>(database.name())
+    .load(&mut conn)
+    .unwrap();
+    for (table, index, columns) in [
+        ("flow", "idx_flow_mesh", "mesh_name,id"),
+        ("flow", "idx_flow_unfinished", "mesh_name,status,id"),
+        ("task", "idx_task_flow", "flow_id,id"),
+        ("cluster", "idx_cluster_mesh", "mesh_name,deleted_flag"),
+    ] {
+        assert!(
+            indexes
+                .iter()
+                .any(|k| k.table_name == table && k.index_name == index && k.columns == columns),
+            "index {table}.{index}({columns}) is missing: {indexes:?}"
+        );
+    }
+
     let tables: Vec<TableInfo> = diesel::sql_query(
         "SELECT TABLE_NAME AS table_name, ENGINE AS engine, TABLE_COLLATION AS collation \
          FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",

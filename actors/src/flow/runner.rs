@@ -6,6 +6,7 @@ use std::time::Duration;
 use mesh_bus::event::{
     FlowFinished, FlowOutcome, FlowStarted, TaskFinished, TaskOutcome, TaskStarted,
 };
+use mesh_bus::lease::FlowLoad;
 use mesh_bus::{Event, EventEnvelope};
 use mesh_core::spec::{MemberSpec, MeshSpec};
 use mesh_core::{
@@ -133,6 +134,24 @@ pub struct FlowRunner {
     control: Arc<RunControl>,
     /// The worker's flow slots, shared by the runners of all its partitions.
     slots: Arc<tokio::sync::Semaphore>,
+    /// How many of the worker's flows wait for a slot now (shared like `slots`).
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts one (a running flow, a flow waiting for a slot) in a counter while alive.
+struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Counted {
+    fn new(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(Arc::clone(counter))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Shared between a partition's flows: a request to stop at the next task boundary, how many
@@ -140,7 +159,7 @@ pub struct FlowRunner {
 #[derive(Debug, Default)]
 pub struct RunControl {
     stop: std::sync::atomic::AtomicBool,
-    active: std::sync::atomic::AtomicUsize,
+    active: Arc<std::sync::atomic::AtomicUsize>,
     ended: tokio::sync::Notify,
 }
 
@@ -166,26 +185,6 @@ impl RunControl {
     /// [`super::defs::changes_watched_state`]).
     pub async fn flow_ended(&self) {
         self.ended.notified().await;
-    }
-}
-
-/// Counts a running flow while alive.
-struct ActiveFlow(Arc<RunControl>);
-
-impl ActiveFlow {
-    fn new(control: &Arc<RunControl>) -> Self {
-        control
-            .active
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self(Arc::clone(control))
-    }
-}
-
-impl Drop for ActiveFlow {
-    fn drop(&mut self) {
-        self.0
-            .active
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -265,6 +264,21 @@ impl FlowRunner {
             config: Arc::new(config),
             control: Arc::new(RunControl::default()),
             slots,
+            waiting: Arc::default(),
+        }
+    }
+
+    /// How the worker's flow slots are used now, over all its partitions.
+    pub fn flow_load(&self) -> FlowLoad {
+        let slots = self
+            .config
+            .max_concurrent_flows
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        FlowLoad {
+            running: count(slots.saturating_sub(self.slots.available_permits())),
+            waiting: count(self.waiting.load(std::sync::atomic::Ordering::SeqCst)),
+            slots: count(slots),
         }
     }
 
@@ -328,7 +342,7 @@ impl FlowRunner {
     #[tracing::instrument(skip_all, fields(flow = flow_id))]
     pub async fn run(&self, flow_id: i64) -> Result<FlowStatus, ActorError> {
         // Counted from here, so a stopping worker waits for flows still waiting for a slot too.
-        let _active = ActiveFlow::new(&self.control);
+        let _active = Counted::new(&self.control.active);
         let Some(_slot) = self.flow_slot().await else {
             tracing::info!(
                 flow = flow_id,
@@ -394,6 +408,7 @@ impl FlowRunner {
     /// One of the worker's flow slots, held while the flow runs; waits while all are taken.
     /// `None` when the worker stops first (the flow is left to the partition's next owner).
     async fn flow_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let _waiting = Counted::new(&self.waiting);
         loop {
             if self.control.stop_requested() {
                 return None;
