@@ -64,6 +64,23 @@ pub struct WorkerRecord {
     pub flows: Option<FlowLoad>,
 }
 
+impl WorkerRecord {
+    /// The announcement of `worker` now; fails when the id cannot be a key.
+    fn announced(
+        worker: &str,
+        partitions: &[u32],
+        flows: Option<FlowLoad>,
+    ) -> Result<Self, BusError> {
+        check_worker_id(worker)?;
+        Ok(Self {
+            worker: worker.to_owned(),
+            partitions: partitions.to_vec(),
+            heartbeat_at: Utc::now(),
+            flows,
+        })
+    }
+}
+
 /// How a worker's flow slots are used: flows beyond its slots wait (accepted, `Pending`) until
 /// one ends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,13 +270,7 @@ impl Leases for NatsLeases {
         partitions: &[u32],
         flows: Option<FlowLoad>,
     ) -> Result<(), BusError> {
-        check_worker_id(worker)?;
-        let record = WorkerRecord {
-            worker: worker.to_owned(),
-            partitions: partitions.to_vec(),
-            heartbeat_at: Utc::now(),
-            flows,
-        };
+        let record = WorkerRecord::announced(worker, partitions, flows)?;
         self.kv
             .put(format!("worker.{worker}"), encode(&record)?)
             .await
@@ -428,13 +439,7 @@ impl Leases for LocalLeases {
         partitions: &[u32],
         flows: Option<FlowLoad>,
     ) -> Result<(), BusError> {
-        check_worker_id(worker)?;
-        let record = WorkerRecord {
-            worker: worker.to_owned(),
-            partitions: partitions.to_vec(),
-            heartbeat_at: Utc::now(),
-            flows,
-        };
+        let record = WorkerRecord::announced(worker, partitions, flows)?;
         self.lock()?
             .workers
             .insert(worker.to_owned(), (record, Instant::now()));

@@ -124,6 +124,20 @@ struct KeyInfo {
     columns: String,
 }
 
+/// The unique (or the other) indexes of `database`, with their columns in order.
+fn indexes_of(conn: &mut AnyConnection, database: &str, unique: bool) -> Vec<KeyInfo> {
+    diesel::sql_query(
+        "SELECT TABLE_NAME AS table_name, INDEX_NAME AS index_name, \
+         GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) AS columns \
+         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND NON_UNIQUE = ? \
+         GROUP BY TABLE_NAME, INDEX_NAME",
+    )
+    .bind::<Text, _>(database)
+    .bind::<diesel::sql_types::Integer, _>(if unique { 0 } else { 1 })
+    .load(conn)
+    .unwrap()
+}
+
 #[derive(QueryableByName, Debug)]
 struct TableInfo {
     #[diesel(sql_type = Text)]
@@ -187,15 +201,7 @@ fn seed_schema_is_reproduced_exactly_on_mariadb() {
     }
     assert_eq!(checked, 61, "every seed column is checked");
 
-    let keys: Vec<KeyInfo> = diesel::sql_query(
-        "SELECT TABLE_NAME AS table_name, INDEX_NAME AS index_name, \
-         GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) AS columns \
-         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND NON_UNIQUE = 0 \
-         GROUP BY TABLE_NAME, INDEX_NAME",
-    )
-    .bind::<Text, _>(database.name())
-    .load(&mut conn)
-    .unwrap();
+    let keys = indexes_of(&mut conn, database.name(), true);
     for (table, index, columns) in SEED_UNIQUE_KEYS {
         assert!(
             keys.iter()
@@ -205,15 +211,7 @@ fn seed_schema_is_reproduced_exactly_on_mariadb() {
     }
 
     // Indexes the hot reads of every command rely on (see the migrations that add them).
-    let indexes: Vec<KeyInfo> = diesel::sql_query(
-        "SELECT TABLE_NAME AS table_name, INDEX_NAME AS index_name, \
-         GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) AS columns \
-         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND NON_UNIQUE = 1 \
-         GROUP BY TABLE_NAME, INDEX_NAME",
-    )
-    .bind::<Text, _>(database.name())
-    .load(&mut conn)
-    .unwrap();
+    let indexes = indexes_of(&mut conn, database.name(), false);
     for (table, index, columns) in [
         ("flow", "idx_flow_mesh", "mesh_name,id"),
         ("flow", "idx_flow_unfinished", "mesh_name,status,id"),
