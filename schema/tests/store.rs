@@ -431,6 +431,67 @@ async fn registered_cluster_credentials_are_sealed_at_rest(h: Harness) {
     ));
 }
 
+async fn a_decision_reads_the_busy_flow_the_visible_mesh_and_its_members_at_once(h: Harness) {
+    let store = &h.store;
+    let nothing = store.mesh_to_decide(&tenant("t1"), "m").await.unwrap();
+    assert!(nothing.unfinished_flow.is_none() && nothing.mesh.is_none());
+    assert!(nothing.members.is_empty());
+
+    store.create_mesh(new_mesh("t1", "m")).await.unwrap();
+    for name in ["b-east", "a-west"] {
+        store
+            .add_member_cluster(NewMemberCluster {
+                name: name.into(),
+                region: "eu".into(),
+                mesh_name: "m".into(),
+                role: "master".into(),
+                phase: "Ready".into(),
+                network: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    // Finished flows do not make the mesh busy; the newest unfinished one does.
+    let finished = store.create_flow(new_flow("m", "install")).await.unwrap();
+    store
+        .transition_flow(
+            finished.id,
+            FlowTransition {
+                status: FlowStatus::Succeeded,
+                log_line: None,
+                fence_epoch: None,
+                processor: None,
+            },
+        )
+        .await
+        .unwrap();
+    let idle = store.mesh_to_decide(&tenant("t1"), "m").await.unwrap();
+    assert_eq!(idle.unfinished_flow, None);
+    assert_eq!(idle.mesh.as_ref().map(|m| m.name.as_str()), Some("m"));
+    let names: Vec<&str> = idle.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["a-west", "b-east"], "members by name");
+
+    let pending = store
+        .create_flow(new_flow("m", "reconfigure"))
+        .await
+        .unwrap();
+    let busy = store.mesh_to_decide(&tenant("t1"), "m").await.unwrap();
+    assert_eq!(
+        busy.unfinished_flow,
+        Some((pending.id, "reconfigure".into()))
+    );
+
+    // Another tenant sees neither the mesh, nor its members, nor its flows.
+    let foreign = store.mesh_to_decide(&tenant("t2"), "m").await.unwrap();
+    assert!(foreign.mesh.is_none() && foreign.members.is_empty());
+    assert_eq!(foreign.unfinished_flow, None);
+    let operator = store.mesh_to_decide(&TenantScope::All, "m").await.unwrap();
+    assert_eq!(
+        operator.unfinished_flow,
+        Some((pending.id, "reconfigure".into()))
+    );
+}
+
 async fn flows_and_tasks_record_every_transition(h: Harness) {
     let store = &h.store;
     let flow = store.create_flow(new_flow("m", "install")).await.unwrap();
@@ -1567,6 +1628,7 @@ on_every_backend!(
     member_clusters_record_their_phase,
     registered_cluster_credentials_are_sealed_at_rest,
     flows_and_tasks_record_every_transition,
+    a_decision_reads_the_busy_flow_the_visible_mesh_and_its_members_at_once,
     events_are_appended_once_and_snapshotted,
     a_steps_events_are_stored_once_in_order_however_many,
     large_events_keep_the_snapshot_within_its_column,

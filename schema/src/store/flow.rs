@@ -21,13 +21,20 @@ use crate::models::{
 };
 use crate::schema::{flow, task};
 
-/// The newest unfinished (pending or running) flow of mesh `mesh_name`: its id and definition.
+/// The newest unfinished (pending or running) flow of mesh `mesh_name`, of `tenant` only when
+/// given: its id and definition.
 fn unfinished_flow_of(
     conn: &mut AnyConnection,
     mesh_name: &str,
+    tenant: Option<&str>,
 ) -> Result<Option<(i64, String)>, StoreError> {
-    flow::table
+    let mut query = flow::table
         .filter(flow::mesh_name.eq(mesh_name))
+        .into_boxed();
+    if let Some(tenant) = tenant {
+        query = query.filter(flow::tenant_id.eq(tenant));
+    }
+    query
         .filter(
             flow::status
                 .eq(FlowStatus::Pending.as_str())
@@ -605,13 +612,14 @@ impl Store {
     ) -> Result<Option<(i64, String)>, StoreError> {
         let mesh_name = mesh_name.to_owned();
         self.run("find unfinished flow", move |conn| {
-            unfinished_flow_of(conn, &mesh_name)
+            unfinished_flow_of(conn, &mesh_name, None)
         })
         .await
     }
 
     /// What deciding a command on mesh `mesh_name` reads, with one connection: its newest
-    /// unfinished flow, its live row if `scope` sees it, and then that row's member clusters.
+    /// unfinished flow and its live row, each if `scope` sees it, and then that row's member
+    /// clusters.
     pub async fn mesh_to_decide(
         &self,
         scope: &TenantScope,
@@ -620,7 +628,8 @@ impl Store {
         let mesh_name = mesh_name.to_owned();
         let tenant = scope.tenant().map(str::to_owned);
         self.run("read mesh to decide a command", move |conn| {
-            let unfinished_flow = unfinished_flow_of(conn, &mesh_name)?;
+            // Another tenant's flow on the name is not this tenant's to hear of.
+            let unfinished_flow = unfinished_flow_of(conn, &mesh_name, tenant.as_deref())?;
             let mesh = load_live(conn, &mesh_name)?
                 .filter(|m| tenant.as_deref().is_none_or(|t| t == m.tenant_id));
             let members = match &mesh {
