@@ -222,6 +222,8 @@ fn thread_group(name: &str) -> String {
     }
 }
 
+/// MariaDB's server-wide statement counters read around a measurement (the bench assumes nothing
+/// else uses the server meanwhile, as it assumes for the CPU time of MariaDB's process).
 const STATEMENT_COUNTERS: [&str; 6] = [
     "Questions",
     "Com_select",
@@ -231,6 +233,8 @@ const STATEMENT_COUNTERS: [&str; 6] = [
     "Com_delete",
 ];
 
+/// Reads the CPU times and statement counters now; what cannot be read is left out (and then
+/// missing from the printed cost), so the bench still runs off Linux.
 fn cost_snapshot(
     status: &mut diesel::mysql::MysqlConnection,
     nats_pid: Option<u32>,

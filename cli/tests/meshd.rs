@@ -264,7 +264,16 @@ fn migrate_applies_every_migration_to_mariadb_once() {
     let first = run_to_end(dir.path(), &["--database-url", &url, "migrate"]);
     assert!(first.status.success(), "{first:?}");
     let stdout = String::from_utf8_lossy(&first.stdout);
-    assert!(stdout.contains("applied 10 migration(s)"), "{stdout}");
+    let migrations = std::fs::read_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/mysql"),
+    )
+    .unwrap()
+    .filter(|entry| entry.as_ref().is_ok_and(|e| e.path().is_dir()))
+    .count();
+    assert!(
+        stdout.contains(&format!("applied {migrations} migration(s)")),
+        "{stdout}"
+    );
     let second = run_to_end(dir.path(), &["--database-url", &url, "migrate"]);
     assert!(String::from_utf8_lossy(&second.stdout).contains("is up to date"));
 }
