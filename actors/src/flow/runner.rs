@@ -48,6 +48,15 @@ pub struct RunnerConfig {
     pub max_concurrent_flows: usize,
 }
 
+impl RunnerConfig {
+    /// The worker's flow slots: `max_concurrent_flows`, at least one and at most what a
+    /// semaphore holds.
+    fn flow_slots(&self) -> usize {
+        self.max_concurrent_flows
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
+    }
+}
+
 /// Flows one worker runs at once unless configured otherwise.
 pub const DEFAULT_MAX_CONCURRENT_FLOWS: usize = 64;
 
@@ -252,11 +261,7 @@ impl FlowRunner {
         connections: ClusterConnections,
         config: RunnerConfig,
     ) -> Self {
-        let slots = Arc::new(tokio::sync::Semaphore::new(
-            config
-                .max_concurrent_flows
-                .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
-        ));
+        let slots = Arc::new(tokio::sync::Semaphore::new(config.flow_slots()));
         Self {
             store,
             events,
@@ -270,10 +275,7 @@ impl FlowRunner {
 
     /// How the worker's flow slots are used now, over all its partitions.
     pub fn flow_load(&self) -> FlowLoad {
-        let slots = self
-            .config
-            .max_concurrent_flows
-            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let slots = self.config.flow_slots();
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         FlowLoad {
             running: count(slots.saturating_sub(self.slots.available_permits())),

@@ -605,18 +605,6 @@ impl Store {
         .await
     }
 
-    /// The newest unfinished (pending or running) flow of a mesh, as its id and definition name.
-    pub async fn unfinished_flow(
-        &self,
-        mesh_name: &str,
-    ) -> Result<Option<(i64, String)>, StoreError> {
-        let mesh_name = mesh_name.to_owned();
-        self.run("find unfinished flow", move |conn| {
-            unfinished_flow_of(conn, &mesh_name, None)
-        })
-        .await
-    }
-
     /// What deciding a command on mesh `mesh_name` reads, with one connection: its newest
     /// unfinished flow and its live row, each if `scope` sees it, and then that row's member
     /// clusters.
