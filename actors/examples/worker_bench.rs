@@ -20,7 +20,8 @@
 //! Workers are real `Worker`s with their own actix runtime each, sharing partitions through NATS
 //! key-value leases; "kill" drops a worker's runtime at once, as SIGKILL would. Needs a NATS server
 //! (`MESH_TEST_NATS_URL` or `.tools/py/bin/nats-server`) and MariaDB (`MESH_TEST_MYSQL_URL`).
-//! Run: `cargo run --release -p mesh-actors --example worker_bench [seconds-per-measurement]`.
+//! Run: `cargo run --release -p mesh-actors --example worker_bench [seconds-per-measurement]`;
+//! `MESH_BENCH_POOL` sets the workers' database pool size (default 16, meshd's default).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -159,19 +160,36 @@ fn uuid_v7() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
 
-/// Raw MariaDB: one single-row INSERT per committed transaction.
-fn raw_mariadb(url: &str, seconds: f64) -> anyhow::Result<f64> {
+/// Raw MariaDB: one single-row INSERT per committed transaction. Returns the commits per second
+/// and, where `/proc` tells it, MariaDB's CPU milliseconds per commit.
+fn raw_mariadb(url: &str, seconds: f64) -> anyhow::Result<(f64, Option<f64>)> {
     use diesel::Connection;
     let mut conn = diesel::mysql::MysqlConnection::establish(url)?;
     conn.batch_execute("CREATE TABLE bench_commit (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64)) ENGINE=InnoDB")?;
+    let mariadb_ticks = || {
+        mariadb_pid().and_then(|pid| {
+            stat_ticks(
+                &std::path::Path::new("/proc")
+                    .join(pid.to_string())
+                    .join("stat"),
+            )
+            .map(|(_, ticks)| ticks)
+        })
+    };
+    let ticks_before = mariadb_ticks();
     let started = Instant::now();
     let mut n = 0u64;
     while started.elapsed().as_secs_f64() < seconds {
         conn.batch_execute("BEGIN; INSERT INTO bench_commit (v) VALUES ('x'); COMMIT;")?;
         n += 1;
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    // `/proc` counts in USER_HZ, 100 per second on Linux: 10 ms a tick.
+    let cpu_ms_per_commit = ticks_before
+        .zip(mariadb_ticks())
+        .map(|(before, after)| after.saturating_sub(before) as f64 * 10.0 / n.max(1) as f64);
     conn.batch_execute("DROP TABLE bench_commit")?;
-    Ok(n as f64 / started.elapsed().as_secs_f64())
+    Ok((n as f64 / elapsed, cpu_ms_per_commit))
 }
 
 /// CPU time so far of the processes a command goes through, in clock ticks: this process by thread
@@ -224,13 +242,16 @@ fn thread_group(name: &str) -> String {
 
 /// MariaDB's server-wide statement counters read around a measurement (the bench assumes nothing
 /// else uses the server meanwhile, as it assumes for the CPU time of MariaDB's process).
-const STATEMENT_COUNTERS: [&str; 6] = [
+const STATEMENT_COUNTERS: [&str; 9] = [
     "Questions",
     "Com_select",
     "Com_insert",
     "Com_update",
     "Com_commit",
     "Com_delete",
+    "Com_stmt_prepare",
+    "Com_stmt_execute",
+    "Com_stmt_close",
 ];
 
 /// Reads the CPU times and statement counters now; what cannot be read is left out (and then
@@ -449,7 +470,10 @@ async fn main() -> anyhow::Result<()> {
     let store = Store::open(
         DatabaseTarget::parse(&database.url())?,
         SecretBox::new(&SecretKey::generate()),
-        16,
+        std::env::var("MESH_BENCH_POOL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(16),
         true,
     )
     .await?;
@@ -461,9 +485,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let raw_js = raw_jetstream(nats.url(), 2000).await?;
     let db_url = database.url();
-    let raw_db = tokio::task::spawn_blocking(move || raw_mariadb(&db_url, 3.0)).await??;
+    let (raw_db, raw_db_cpu) =
+        tokio::task::spawn_blocking(move || raw_mariadb(&db_url, 3.0)).await??;
+    let raw_db_cpu = raw_db_cpu
+        .map(|ms| format!(" (MariaDB CPU {ms:.3} ms per commit)"))
+        .unwrap_or_default();
     println!(
-        "raw limits: JetStream publish→consume→ack {raw_js:.0} msg/s; MariaDB single-row commit {raw_db:.0} commits/s"
+        "raw limits: JetStream publish→consume→ack {raw_js:.0} msg/s; MariaDB single-row commit {raw_db:.0} commits/s{raw_db_cpu}"
     );
     println!(
         "(cluster clients limited to {:.0} requests/s each for the bench; the default is {:.0})",

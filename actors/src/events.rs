@@ -5,10 +5,8 @@ use std::sync::Arc;
 
 use mesh_bus::{Bus, EventEnvelope};
 use mesh_schema::Store;
-use mesh_schema::models::{NewEvent, NewFlow};
-use mesh_schema::store::command::CommandEntry;
-use mesh_schema::store::flow::FlowStep;
-use mesh_schema::store::mesh::MeshSpecUpdate;
+use mesh_schema::models::{MemberClusterRecord, MeshRecord, NewEvent};
+use mesh_schema::store::flow::{FlowAcceptance, FlowStep, FlowToRun};
 
 use crate::error::ActorError;
 use crate::observe::Observer;
@@ -79,29 +77,44 @@ impl EventSink {
         Ok(())
     }
 
-    /// Accepts `command` in one transaction (recorded, if new; the mesh taken over for the holder
-    /// of `owner_epoch`, its desired-state change `spec`, its flow with `tasks`, and `events`
-    /// announcing them), then publishes the events: whoever sees the acceptance finds the flow and
-    /// the new desired state already there. Returns the flow's id.
+    /// Accepts a command in one transaction (recorded, if new; the mesh taken over for the
+    /// holder of `acceptance.owner_epoch`, its desired-state change, its flow with its tasks, and
+    /// `events` announcing them, stored with `acceptance.events`), then publishes the events:
+    /// whoever sees the acceptance finds the flow and the new desired state already there.
+    /// Returns the flow's id and, when the decision read the mesh and its members (`decided`),
+    /// what running the flow starts from (see [`mesh_schema::Store::start_flow_to_run`]).
     pub async fn start_flow_announcing(
         &self,
-        command: CommandEntry,
-        owner_epoch: i64,
-        spec: Option<MeshSpecUpdate>,
-        flow: NewFlow,
-        tasks: Vec<String>,
+        mut acceptance: FlowAcceptance,
         events: Vec<EventEnvelope>,
-    ) -> Result<i64, ActorError> {
-        let records = events
-            .iter()
-            .map(|event| history_record(event, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        let flow_id = self
-            .store
-            .start_flow_announcing(command, owner_epoch, spec, flow, tasks, records)
-            .await?;
+        decided: Option<(MeshRecord, Vec<MemberClusterRecord>)>,
+    ) -> Result<(i64, Option<FlowToRun>), ActorError> {
+        for event in &events {
+            acceptance.events.push(history_record(event, None)?);
+        }
+        let started = match decided {
+            Some(decided) => {
+                let ready = self.store.start_flow_to_run(acceptance, decided).await?;
+                (ready.flow.id, Some(ready))
+            }
+            None => {
+                let FlowAcceptance {
+                    command,
+                    owner_epoch,
+                    spec,
+                    flow,
+                    tasks,
+                    events,
+                } = acceptance;
+                let flow_id = self
+                    .store
+                    .start_flow_announcing(command, owner_epoch, spec, flow, tasks, events)
+                    .await?;
+                (flow_id, None)
+            }
+        };
         self.announce_all(&events).await;
-        Ok(flow_id)
+        Ok(started)
     }
 
     /// Shows a recorded event to the observer and publishes it (a failed publish is logged).

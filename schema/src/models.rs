@@ -219,6 +219,30 @@ pub struct FlowRecord {
     pub updated_at: Option<NaiveDateTime>,
 }
 
+impl FlowRecord {
+    /// The row `new` became when it was recorded with `id`, without reading it back: not started,
+    /// no log, no heartbeat, and `at` (the recording's time as this process saw it) for its
+    /// creation and last write.
+    pub fn recorded(id: i64, new: NewFlow, at: NaiveDateTime) -> Self {
+        Self {
+            id,
+            tenant_id: new.tenant_id,
+            mesh_name: new.mesh_name,
+            name: new.name,
+            def_name: new.def_name,
+            status: new.status,
+            input: new.input,
+            log: None,
+            started_at: None,
+            finished_at: None,
+            processor: new.processor,
+            heartbeat: None,
+            created_at: Some(at),
+            updated_at: Some(at),
+        }
+    }
+}
+
 /// A flow to record.
 /// Also a changeset: MariaDB/MySQL inserts it as `INSERT … SET` (see `store::kept`).
 #[derive(Debug, Clone, Insertable, AsChangeset)]

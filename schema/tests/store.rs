@@ -11,7 +11,9 @@ use mesh_core::{CommandStatus, FlowStatus, TaskStatus, TenantId};
 use mesh_schema::models::{NewCommand, NewEvent, NewFlow, NewMemberCluster, NewMesh, NewTask};
 use mesh_schema::store::cluster::RegisterCluster;
 use mesh_schema::store::command::{CommandEntry, CommandRecorded};
-use mesh_schema::store::flow::{FlowStep, FlowStepEffects, FlowTransition, TaskTransition};
+use mesh_schema::store::flow::{
+    FlowAcceptance, FlowStep, FlowStepEffects, FlowToRun, FlowTransition, TaskTransition,
+};
 use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate, MeshStatusChange};
 use mesh_schema::store::snapshot::{SNAPSHOT_EVENTS, SNAPSHOT_REFRESH_DELAY};
 use mesh_schema::{StoreError, TenantScope};
@@ -1614,7 +1616,95 @@ async fn logs_and_times_are_kept_however_a_transition_is_written(h: Harness) {
     );
 }
 
+async fn an_accepted_change_hands_its_flow_what_a_read_would_find(h: Harness) {
+    let store = &h.store;
+    store.create_mesh(new_mesh("t1", "ready")).await.unwrap();
+    store
+        .add_member_cluster(NewMemberCluster {
+            name: "east".into(),
+            region: "r1".into(),
+            mesh_name: "ready".into(),
+            role: "master".into(),
+            phase: "Pending".into(),
+            network: String::new(),
+        })
+        .await
+        .unwrap();
+    let decided = store.mesh_to_decide(&tenant("t1"), "ready").await.unwrap();
+    let mesh = decided.mesh.unwrap();
+    let command = new_command(
+        "0192f0c2-0000-7000-8000-000000000401",
+        "ready",
+        "SetTraceSampling",
+    );
+    let acceptance = FlowAcceptance {
+        command: CommandEntry::New(command.clone()),
+        owner_epoch: 3,
+        spec: Some(MeshSpecUpdate {
+            mesh: "ready".into(),
+            expected_generation: mesh.generation,
+            epoch: 3,
+            change: MeshSpecChange {
+                config: Some(r#"{"traceSampling":7.0}"#.into()),
+                ..MeshSpecChange::default()
+            },
+        }),
+        flow: NewFlow {
+            processor: "w1".into(),
+            ..new_flow("ready", "reconfigure")
+        },
+        tasks: vec!["mesh-config:east".into(), "verify".into()],
+        events: vec![event("ready-1", "ready", "CommandAccepted")],
+    };
+    let handed = store
+        .start_flow_to_run(acceptance.clone(), (mesh.clone(), decided.members))
+        .await
+        .unwrap();
+    let read = store.flow_to_run(handed.flow.id).await.unwrap().unwrap();
+
+    // Timestamps are the store's or the database's clock; everything else is the row's.
+    let without_times = |mut to_run: FlowToRun| {
+        to_run.flow.created_at = None;
+        to_run.flow.updated_at = None;
+        if let Some(mesh) = &mut to_run.mesh {
+            mesh.updated_at = None;
+        }
+        format!(
+            "{:?}",
+            (to_run.flow, to_run.mesh, to_run.members, to_run.tasks)
+        )
+    };
+    assert_eq!(without_times(handed.clone()), without_times(read.clone()));
+    let handed_mesh = handed.mesh.unwrap();
+    assert_eq!(handed_mesh.generation, mesh.generation + 1);
+    assert_eq!(handed_mesh.owner_epoch, 3);
+    assert_eq!(
+        handed_mesh.config.as_deref(),
+        Some(r#"{"traceSampling":7.0}"#)
+    );
+    assert_eq!(
+        handed
+            .tasks
+            .iter()
+            .map(|t| (t.name.as_str(), t.status.as_str()))
+            .collect::<Vec<_>>(),
+        [("mesh-config:east", "Pending"), ("verify", "Pending")]
+    );
+
+    // A refused acceptance hands nothing over and leaves nothing behind.
+    let again = store
+        .start_flow_to_run(acceptance, (mesh, Vec::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, StoreError::GenerationConflict { .. }),
+        "{again:?}"
+    );
+    assert_eq!(store.list_flows("ready", 10).await.unwrap().len(), 1);
+}
+
 on_every_backend!(
+    an_accepted_change_hands_its_flow_what_a_read_would_find,
     logs_and_times_are_kept_however_a_transition_is_written,
     a_new_command_is_recorded_by_its_acceptance_once,
     a_command_is_accepted_whole_or_not_at_all,

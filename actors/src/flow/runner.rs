@@ -341,8 +341,21 @@ impl FlowRunner {
 
     /// Runs (or resumes) a flow to its end and returns how it ended, once one of the worker's
     /// flow slots is free; `Running` or `Pending` when the worker stopped it before its end.
-    #[tracing::instrument(skip_all, fields(flow = flow_id))]
     pub async fn run(&self, flow_id: i64) -> Result<FlowStatus, ActorError> {
+        self.run_ready(flow_id, None).await
+    }
+
+    /// [`FlowRunner::run`] for a flow whose acceptance here returned what it starts from
+    /// (`ready`, see [`crate::mesh::MeshComponent::accept_ready`]), which spares reading it.
+    /// While a flow is unfinished no other command changes its mesh, and a newer owner's
+    /// takeover stops this worker's flows, so what the acceptance knew is what the rows hold
+    /// when the flow gets its slot.
+    #[tracing::instrument(skip_all, fields(flow = flow_id))]
+    pub async fn run_ready(
+        &self,
+        flow_id: i64,
+        ready: Option<FlowToRun>,
+    ) -> Result<FlowStatus, ActorError> {
         // Counted from here, so a stopping worker waits for flows still waiting for a slot too.
         let _active = Counted::new(&self.control.active);
         let Some(_slot) = self.flow_slot().await else {
@@ -352,17 +365,20 @@ impl FlowRunner {
             );
             return Ok(FlowStatus::Pending);
         };
-        // Read once the slot is held: a flow that waited sees the rows as they are now.
+        // Otherwise read once the slot is held: a flow that waited sees the rows as they are now.
         let FlowToRun {
             flow,
             mesh,
             members,
             tasks,
-        } = self
-            .store
-            .flow_to_run(flow_id)
-            .await?
-            .ok_or_else(|| ActorError::Message(format!("flow {flow_id} does not exist")))?;
+        } = match ready.filter(|ready| ready.flow.id == flow_id) {
+            Some(ready) => ready,
+            None => self
+                .store
+                .flow_to_run(flow_id)
+                .await?
+                .ok_or_else(|| ActorError::Message(format!("flow {flow_id} does not exist")))?,
+        };
         if let Some(status) = flow
             .status
             .parse::<FlowStatus>()

@@ -8,8 +8,9 @@ use actix::prelude::*;
 use mesh_bus::Delivery;
 use mesh_core::FlowStatus;
 use mesh_schema::StoreError;
+use mesh_schema::store::flow::FlowToRun;
 
-use super::component::{Acceptance, MeshComponent};
+use super::component::{Acceptance, Accepted, MeshComponent};
 use crate::error::ActorError;
 
 /// How long a deferred command waits before it is delivered again.
@@ -45,14 +46,16 @@ impl MeshActor {
         }
     }
 
-    fn start_flow(&mut self, flow_id: i64, ctx: &mut Context<Self>) {
+    /// Runs flow `flow_id` in the background unless it runs already; `ready` is what it starts
+    /// from when its acceptance here returned it.
+    fn start_flow(&mut self, flow_id: i64, ready: Option<FlowToRun>, ctx: &mut Context<Self>) {
         if self.running == Some(flow_id) {
             return;
         }
         self.running = Some(flow_id);
         let runner = self.component.runner().clone();
         ctx.spawn(
-            async move { runner.run(flow_id).await }
+            async move { runner.run_ready(flow_id, ready).await }
                 .into_actor(self)
                 .map(move |outcome, actor, _ctx| {
                     match outcome {
@@ -98,8 +101,8 @@ impl Handler<HandleCommand> for MeshActor {
     fn handle(&mut self, HandleCommand(delivery): HandleCommand, ctx: &mut Context<Self>) {
         let component = self.component.clone();
         let work = async move {
-            let accepted = component.accept(delivery.envelope()).await;
-            match &accepted {
+            let accepted = component.accept_ready(delivery.envelope()).await;
+            match accepted.as_ref().map(|accepted| &accepted.acceptance) {
                 Ok(Acceptance::Deferred) => {
                     let _ = delivery.nak(Some(DEFER_DELAY)).await;
                 }
@@ -127,8 +130,12 @@ impl Handler<HandleCommand> for MeshActor {
             accepted.ok()
         };
         ctx.wait(work.into_actor(self).map(|accepted, actor, ctx| {
-            if let Some(Acceptance::Started(flow_id)) = accepted {
-                actor.start_flow(flow_id, ctx);
+            if let Some(Accepted {
+                acceptance: Acceptance::Started(flow_id),
+                ready,
+            }) = accepted
+            {
+                actor.start_flow(flow_id, ready, ctx);
             }
         }));
     }
@@ -146,6 +153,6 @@ impl Handler<ResumeFlow> for MeshActor {
     type Result = ();
 
     fn handle(&mut self, ResumeFlow(flow_id): ResumeFlow, ctx: &mut Context<Self>) {
-        self.start_flow(flow_id, ctx);
+        self.start_flow(flow_id, None, ctx);
     }
 }

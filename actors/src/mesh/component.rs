@@ -16,7 +16,7 @@ use mesh_schema::models::{
     MemberClusterRecord, MeshRecord, NewCommand, NewFlow, NewMemberCluster, NewMesh,
 };
 use mesh_schema::store::command::{CommandEntry, CommandRecorded};
-use mesh_schema::store::flow::MeshToDecide;
+use mesh_schema::store::flow::{FlowAcceptance, FlowToRun, MeshToDecide};
 use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate};
 use mesh_schema::{StoreError, TenantScope};
 
@@ -58,6 +58,9 @@ enum Decision {
         def_name: &'static str,
         tasks: Vec<TaskKind>,
         announce: Event,
+        /// The mesh's row and members as the decision read them: the flow starts from them (with
+        /// the change applied) instead of reading them again.
+        decided: Box<(MeshRecord, Vec<MemberClusterRecord>)>,
     },
     /// The decision recorded its flow itself (in the same transaction as its other effects).
     Recorded {
@@ -66,6 +69,36 @@ enum Decision {
     },
     /// Wait for the running flow to end, then decide.
     Defer,
+}
+
+/// A flow a decision starts: the desired-state change it carries out (if any), its definition and
+/// tasks, what its acceptance announces, and the mesh's rows as the decision read them when the
+/// flow may start from them.
+struct FlowToStart<'a> {
+    spec: Option<MeshSpecUpdate>,
+    def_name: &'static str,
+    tasks: &'a [TaskKind],
+    announce: Option<Event>,
+    decided: Option<(MeshRecord, Vec<MemberClusterRecord>)>,
+}
+
+/// A command's acceptance, with what its flow starts from when the acceptance knows it already
+/// (see [`MeshComponent::accept_ready`]).
+#[derive(Debug)]
+pub struct Accepted {
+    /// What became of the command.
+    pub acceptance: Acceptance,
+    /// For a flow started here from rows the decision read: what running it starts from.
+    pub ready: Option<FlowToRun>,
+}
+
+impl From<Acceptance> for Accepted {
+    fn from(acceptance: Acceptance) -> Self {
+        Self {
+            acceptance,
+            ready: None,
+        }
+    }
 }
 
 /// The logic of a mesh actor.
@@ -134,8 +167,14 @@ impl MeshComponent {
     }
 
     /// Handles one delivery of a command: records it, decides, persists the flow.
-    #[tracing::instrument(skip_all, fields(mesh = %command.mesh, tenant = %command.tenant, message_id = %command.id))]
     pub async fn accept(&self, command: &CommandEnvelope) -> Result<Acceptance, ActorError> {
+        Ok(self.accept_ready(command).await?.acceptance)
+    }
+
+    /// [`MeshComponent::accept`], also returning what the started flow starts from when the
+    /// acceptance knows it (hand it to [`FlowRunner::run_ready`] to spare reading it again).
+    #[tracing::instrument(skip_all, fields(mesh = %command.mesh, tenant = %command.tenant, message_id = %command.id))]
+    pub async fn accept_ready(&self, command: &CommandEnvelope) -> Result<Accepted, ActorError> {
         if Self::decides_without_writing(command) {
             // Recorded by the write that carries its decision out; that write refuses a command
             // recorded before (a redelivery) whole, and the delivery is handled as one below.
@@ -163,10 +202,11 @@ impl MeshComponent {
                         Acceptance::Started(flow_id)
                     } else {
                         Acceptance::Duplicate
-                    });
+                    }
+                    .into());
                 }
                 None if record.status != CommandStatus::Accepted.as_str() => {
-                    return Ok(Acceptance::Duplicate);
+                    return Ok(Acceptance::Duplicate.into());
                 }
                 // Accepted but no flow: the previous delivery stopped half-way; decide again.
                 None => {}
@@ -199,7 +239,7 @@ impl MeshComponent {
         command: &CommandEnvelope,
         redelivered: bool,
         recorded: bool,
-    ) -> Result<Acceptance, ActorError> {
+    ) -> Result<Accepted, ActorError> {
         let decision = self.decide(command, redelivered).await?;
         let entry = || {
             if recorded {
@@ -209,7 +249,9 @@ impl MeshComponent {
             }
         };
         match decision {
-            Decision::Reject(reason) => self.reject_command(command, reason, recorded).await,
+            Decision::Reject(reason) => {
+                Ok(self.reject_command(command, reason, recorded).await?.into())
+            }
             Decision::Defer => {
                 if !recorded {
                     self.runner
@@ -217,7 +259,7 @@ impl MeshComponent {
                         .record_decided_command(command_row(command, CommandStatus::Accepted, None))
                         .await?;
                 }
-                Ok(Acceptance::Deferred)
+                Ok(Acceptance::Deferred.into())
             }
             Decision::Recorded { .. } if !recorded => Err(ActorError::Message(format!(
                 "a {} command records its own flow, so it must be recorded before it is decided",
@@ -235,39 +277,44 @@ impl MeshComponent {
                 if let Some(event) = announce {
                     self.emit_for(command, event, Some(flow_id)).await?;
                 }
-                Ok(Acceptance::Started(flow_id))
+                Ok(Acceptance::Started(flow_id).into())
             }
             Decision::Start {
                 def_name,
                 tasks,
                 announce,
             } => {
-                self.start_flow(command, entry(), None, def_name, &tasks, announce)
-                    .await
+                let flow = FlowToStart {
+                    spec: None,
+                    def_name,
+                    tasks: &tasks,
+                    announce,
+                    decided: None,
+                };
+                self.start_flow(command, entry(), flow).await
             }
             Decision::Change {
                 spec,
                 def_name,
                 tasks,
                 announce,
+                decided,
             } => {
-                let started = self
-                    .start_flow(
-                        command,
-                        entry(),
-                        Some(spec),
-                        def_name,
-                        &tasks,
-                        Some(announce),
-                    )
-                    .await;
+                let flow = FlowToStart {
+                    spec: Some(spec),
+                    def_name,
+                    tasks: &tasks,
+                    announce: Some(announce),
+                    decided: Some(*decided),
+                };
+                let started = self.start_flow(command, entry(), flow).await;
                 match started {
                     Err(ActorError::Store(StoreError::GenerationConflict {
                         expected,
                         actual,
                         ..
-                    })) => {
-                        self.reject_command(
+                    })) => Ok(self
+                        .reject_command(
                             command,
                             format!(
                                 "mesh {} is at generation {actual}, not {expected}: reload it and retry",
@@ -275,8 +322,8 @@ impl MeshComponent {
                             ),
                             recorded,
                         )
-                        .await
-                    }
+                        .await?
+                        .into()),
                     started => started,
                 }
             }
@@ -323,17 +370,21 @@ impl MeshComponent {
         Ok(Acceptance::Rejected(reason))
     }
 
-    /// Accepts `command`: applies its desired-state change `spec` (if any), records its flow of
-    /// `tasks`, and announces the acceptance and `announce`, all in one transaction.
+    /// Accepts `command`: applies its desired-state change (if any), records its flow, and
+    /// announces the acceptance and what `flow` says to announce, all in one transaction.
     async fn start_flow(
         &self,
         command: &CommandEnvelope,
         entry: CommandEntry,
-        spec: Option<MeshSpecUpdate>,
-        def_name: &'static str,
-        tasks: &[TaskKind],
-        announce: Option<Event>,
-    ) -> Result<Acceptance, ActorError> {
+        flow: FlowToStart<'_>,
+    ) -> Result<Accepted, ActorError> {
+        let FlowToStart {
+            spec,
+            def_name,
+            tasks,
+            announce,
+            decided,
+        } = flow;
         let input = FlowInput {
             command_id: command.id.to_string(),
             command: command.kind().to_owned(),
@@ -349,28 +400,32 @@ impl MeshComponent {
         if let Some(body) = announce {
             events.push(caused_by(command, body)?);
         }
-        let flow_id = self
+        let acceptance = FlowAcceptance {
+            command: entry,
+            owner_epoch: self.runner.config().epoch,
+            spec,
+            flow: NewFlow {
+                tenant_id: command.tenant.to_string(),
+                mesh_name: command.mesh.to_string(),
+                name: format!("{def_name}-{}", command.mesh),
+                def_name: def_name.to_owned(),
+                status: FlowStatus::Pending.as_str().to_owned(),
+                input: serde_json::to_string(&input)
+                    .map_err(|e| ActorError::Message(e.to_string()))?,
+                processor: self.runner.config().processor.clone(),
+            },
+            tasks: tasks.iter().map(ToString::to_string).collect(),
+            events: Vec::new(),
+        };
+        let (flow_id, ready) = self
             .runner
             .events()
-            .start_flow_announcing(
-                entry,
-                self.runner.config().epoch,
-                spec,
-                NewFlow {
-                    tenant_id: command.tenant.to_string(),
-                    mesh_name: command.mesh.to_string(),
-                    name: format!("{def_name}-{}", command.mesh),
-                    def_name: def_name.to_owned(),
-                    status: FlowStatus::Pending.as_str().to_owned(),
-                    input: serde_json::to_string(&input)
-                        .map_err(|e| ActorError::Message(e.to_string()))?,
-                    processor: self.runner.config().processor.clone(),
-                },
-                tasks.iter().map(ToString::to_string).collect(),
-                events,
-            )
+            .start_flow_announcing(acceptance, events, decided)
             .await?;
-        Ok(Acceptance::Started(flow_id))
+        Ok(Accepted {
+            acceptance: Acceptance::Started(flow_id),
+            ready,
+        })
     }
 
     async fn visible_mesh(
@@ -447,7 +502,7 @@ impl MeshComponent {
             }
             Command::SetTraceSampling(SetTraceSampling { percent }) => {
                 let percent = percent.get();
-                self.decide_reconfigure(command, mesh, &members, move |config| {
+                self.decide_reconfigure(command, mesh, members, move |config| {
                     config.trace_sampling = percent;
                 })
                 .await
@@ -458,7 +513,7 @@ impl MeshComponent {
             }) => {
                 let namespaces: Vec<String> = namespaces.iter().map(ToString::to_string).collect();
                 let cluster = cluster.to_string();
-                self.decide_reconfigure(command, mesh, &members, move |config| {
+                self.decide_reconfigure(command, mesh, members, move |config| {
                     if namespaces.is_empty() {
                         config.auto_injection_namespaces.remove(&cluster);
                     } else {
@@ -469,7 +524,7 @@ impl MeshComponent {
             }
             Command::SetOutboundTraffic(SetOutboundTraffic { policy }) => {
                 let policy = *policy;
-                self.decide_reconfigure(command, mesh, &members, move |config| {
+                self.decide_reconfigure(command, mesh, members, move |config| {
                     config.outbound_traffic_policy = policy;
                 })
                 .await
@@ -479,7 +534,7 @@ impl MeshComponent {
                     Ok(parsed) => parsed,
                     Err(e) => return reject(format!("invalid mesh configuration: {e}")),
                 };
-                self.decide_reconfigure(command, mesh, &members, move |config| *config = parsed)
+                self.decide_reconfigure(command, mesh, members, move |config| *config = parsed)
                     .await
             }
             Command::ApplyResources(apply) => self.decide_apply_resources(command, apply).await,
@@ -710,7 +765,7 @@ impl MeshComponent {
         &self,
         command: &CommandEnvelope,
         mesh: Option<MeshRecord>,
-        members: &[MemberClusterRecord],
+        members: Vec<MemberClusterRecord>,
         change: impl FnOnce(&mut MeshConfig),
     ) -> Result<Decision, ActorError> {
         let Some(mesh) = mesh else {
@@ -722,7 +777,7 @@ impl MeshComponent {
                 command.mesh, mesh.status
             ));
         }
-        let mut spec = spec_of(&mesh, members)?;
+        let mut spec = spec_of(&mesh, &members)?;
         let before = spec.config.clone();
         change(&mut spec.config);
         if let Err(errors) = spec.validate(self.catalog.as_ref()) {
@@ -749,6 +804,7 @@ impl MeshComponent {
                 generation: expected + 1,
             }
             .into(),
+            decided: Box::new((mesh, members)),
         })
     }
 }

@@ -9,4 +9,4 @@ pub mod actor;
 pub mod component;
 
 pub use actor::{HandleCommand, MeshActor, ResumeFlow, StopMesh};
-pub use component::{Acceptance, MeshComponent};
+pub use component::{Acceptance, Accepted, MeshComponent};

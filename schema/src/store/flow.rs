@@ -461,6 +461,23 @@ fn start_flow_in(
     Ok(id)
 }
 
+/// A command's acceptance, recorded whole or not at all (see [`Store::start_flow_announcing`]).
+#[derive(Debug, Clone)]
+pub struct FlowAcceptance {
+    /// The command: recorded already, or to record.
+    pub command: CommandEntry,
+    /// The accepting owner's lease epoch: the mesh is taken over for it.
+    pub owner_epoch: i64,
+    /// The desired-state change the command makes, if any.
+    pub spec: Option<MeshSpecUpdate>,
+    /// The flow carrying the command out.
+    pub flow: NewFlow,
+    /// The flow's task names, in order.
+    pub tasks: Vec<String>,
+    /// The events announcing the acceptance.
+    pub events: Vec<NewEvent>,
+}
+
 /// What running a flow starts from (see [`Store::flow_to_run`]).
 #[derive(Debug, Clone)]
 pub struct FlowToRun {
@@ -544,10 +561,61 @@ impl Store {
         spec: Option<MeshSpecUpdate>,
         new: NewFlow,
         task_names: Vec<String>,
-        mut events: Vec<NewEvent>,
+        events: Vec<NewEvent>,
     ) -> Result<i64, StoreError> {
+        let acceptance = FlowAcceptance {
+            command,
+            owner_epoch,
+            spec,
+            flow: new,
+            tasks: task_names,
+            events,
+        };
+        let (flow, _tasks) = self.accept_flow(acceptance, false).await?;
+        Ok(flow.id)
+    }
+
+    /// [`Store::start_flow_announcing`] for a decision that read the mesh's row and members
+    /// (`decided`) and changes nothing of them but what `acceptance.spec` says: returns what
+    /// running the flow starts from, as [`Store::flow_to_run`] would read it right after, without
+    /// reading it again. The mesh is `decided.mesh` with the spec change and the claim applied;
+    /// the flow's row is the one recorded (its timestamps as the store wrote them, to the second).
+    pub async fn start_flow_to_run(
+        &self,
+        acceptance: FlowAcceptance,
+        decided: (MeshRecord, Vec<MemberClusterRecord>),
+    ) -> Result<FlowToRun, StoreError> {
+        let (mut mesh, members) = decided;
+        if let Some(spec) = &acceptance.spec {
+            spec.apply_to(&mut mesh);
+        }
+        mesh.owner_epoch = mesh.owner_epoch.max(acceptance.owner_epoch);
+        let (flow, tasks) = self.accept_flow(acceptance, true).await?;
+        Ok(FlowToRun {
+            flow,
+            mesh: Some(mesh),
+            members,
+            tasks,
+        })
+    }
+
+    /// The transaction of [`Store::start_flow_announcing`]; returns the recorded flow (built from
+    /// what was inserted) and, if `read_tasks`, its tasks as recorded.
+    async fn accept_flow(
+        &self,
+        acceptance: FlowAcceptance,
+        read_tasks: bool,
+    ) -> Result<(FlowRecord, Vec<TaskRecord>), StoreError> {
+        let FlowAcceptance {
+            command,
+            owner_epoch,
+            spec,
+            flow: new,
+            tasks: task_names,
+            mut events,
+        } = acceptance;
         let meshes = meshes_of(&events);
-        let flow_id = self
+        let recorded = self
             .run("accept command and start its flow", move |conn| {
                 atomically(conn, |conn| {
                     match &spec {
@@ -568,12 +636,17 @@ impl Store {
                         event.flow_id = Some(flow_id);
                     }
                     append_events_in(conn, &events)?;
-                    Ok(flow_id)
+                    let tasks = if read_tasks {
+                        tasks_of(conn, flow_id)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok((FlowRecord::recorded(flow_id, new, now()), tasks))
                 })
             })
             .await?;
         self.mark_event_snapshots_stale(meshes);
-        Ok(flow_id)
+        Ok(recorded)
     }
 
     /// A flow by id.

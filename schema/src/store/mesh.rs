@@ -113,6 +113,38 @@ pub struct MeshSpecUpdate {
     pub change: MeshSpecChange,
 }
 
+impl MeshSpecUpdate {
+    /// `mesh` as the row reads once this update has landed on it: the changed fields, the next
+    /// generation and the writer's epoch as its owner.
+    pub fn apply_to(&self, mesh: &mut MeshRecord) {
+        let MeshSpecChange {
+            title,
+            version,
+            last_version,
+            config,
+            mode,
+        } = &self.change;
+        if let Some(title) = title {
+            mesh.title.clone_from(title);
+        }
+        if let Some(version) = version {
+            mesh.version.clone_from(version);
+        }
+        if let Some(last_version) = last_version {
+            mesh.last_version.clone_from(last_version);
+        }
+        if let Some(config) = config {
+            mesh.config = Some(config.clone());
+        }
+        if let Some(mode) = mode {
+            mesh.mode.clone_from(mode);
+        }
+        mesh.generation = self.expected_generation + 1;
+        mesh.owner_epoch = self.epoch;
+        mesh.updated_at = Some(now());
+    }
+}
+
 /// Applies `update` (bumping the generation), inside the caller's transaction.
 pub(crate) fn update_mesh_spec_in(
     conn: &mut AnyConnection,
