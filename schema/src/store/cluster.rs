@@ -8,10 +8,10 @@ use super::atomic::atomically;
 use super::{Store, StoreError, TenantScope, now};
 use crate::database::AnyConnection;
 use crate::models::{
-    LbResourceRecord, MemberClusterRecord, NewMemberCluster, NewRegisteredClusterRow,
+    LbResourceRecord, MemberClusterRecord, MeshRecord, NewMemberCluster, NewRegisteredClusterRow,
     RegisteredClusterRecord,
 };
-use crate::schema::{cluster, lb_resource, registered_cluster};
+use crate::schema::{cluster, lb_resource, mesh, registered_cluster};
 
 /// A cluster to register, with its credentials in the clear (sealed before they are stored).
 #[derive(Clone)]
@@ -88,6 +88,37 @@ pub(crate) fn members_of(
         .select(MemberClusterRecord::as_select())
         .load(conn)
         .map_err(|e| StoreError::query("list member clusters", "mesh", mesh_name, e))
+}
+
+/// Live mesh `mesh_name` with its member clusters (by name), read with one query.
+pub(crate) fn live_mesh_with_members(
+    conn: &mut crate::database::AnyConnection,
+    mesh_name: &str,
+) -> Result<Option<(MeshRecord, Vec<MemberClusterRecord>)>, StoreError> {
+    let rows: Vec<(MeshRecord, Option<MemberClusterRecord>)> = mesh::table
+        .left_join(
+            cluster::table.on(cluster::mesh_name
+                .eq(mesh::name)
+                .and(cluster::deleted_flag.eq(0))),
+        )
+        .filter(mesh::name.eq(mesh_name))
+        .filter(mesh::deleted_flag.eq(0))
+        .order(cluster::name.asc())
+        .select((
+            MeshRecord::as_select(),
+            Option::<MemberClusterRecord>::as_select(),
+        ))
+        .load(conn)
+        .map_err(|e| StoreError::query("load mesh and members", "mesh", mesh_name, e))?;
+    let mut rows = rows.into_iter();
+    let Some((mesh, first)) = rows.next() else {
+        return Ok(None);
+    };
+    let members = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, member)| member))
+        .collect();
+    Ok(Some((mesh, members)))
 }
 
 impl Store {

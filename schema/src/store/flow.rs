@@ -6,14 +6,12 @@ use diesel::prelude::*;
 use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
 use super::atomic::atomically;
-use super::cluster::members_of;
+use super::cluster::live_mesh_with_members;
 use super::command::{CommandEntry, complete_command_in, insert_command_in};
 use super::computed::{AppendedLog, LogAtMost, StartedOnce};
 use super::event::{append_events_in, meshes_of};
 use super::kept::{self, insert_row};
-use super::mesh::{
-    MeshSpecUpdate, MeshStatusChange, load_live, record_mesh_status_in, update_mesh_spec_in,
-};
+use super::mesh::{MeshSpecUpdate, MeshStatusChange, record_mesh_status_in, update_mesh_spec_in};
 use super::{Store, StoreError, TenantScope, fit_text_column, last_insert_id, now};
 use crate::database::AnyConnection;
 use crate::models::{
@@ -691,11 +689,11 @@ impl Store {
         self.run("read mesh to decide a command", move |conn| {
             // Another tenant's flow on the name is not this tenant's to hear of.
             let unfinished_flow = unfinished_flow_of(conn, &mesh_name, tenant.as_deref())?;
-            let mesh = load_live(conn, &mesh_name)?
-                .filter(|m| tenant.as_deref().is_none_or(|t| t == m.tenant_id));
-            let members = match &mesh {
-                Some(mesh) => members_of(conn, &mesh.name)?,
-                None => Vec::new(),
+            let (mesh, members) = match live_mesh_with_members(conn, &mesh_name)?
+                .filter(|(m, _)| tenant.as_deref().is_none_or(|t| t == m.tenant_id))
+            {
+                Some((mesh, members)) => (Some(mesh), members),
+                None => (None, Vec::new()),
             };
             Ok(MeshToDecide {
                 unfinished_flow,
@@ -848,10 +846,9 @@ impl Store {
                 Err(StoreError::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(e),
             };
-            let mesh = load_live(conn, &flow.mesh_name)?;
-            let members = match &mesh {
-                Some(mesh) => members_of(conn, &mesh.name)?,
-                None => Vec::new(),
+            let (mesh, members) = match live_mesh_with_members(conn, &flow.mesh_name)? {
+                Some((mesh, members)) => (Some(mesh), members),
+                None => (None, Vec::new()),
             };
             let tasks = tasks_of(conn, flow_id)?;
             Ok(Some(FlowToRun {
