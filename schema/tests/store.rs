@@ -1703,7 +1703,85 @@ async fn an_accepted_change_hands_its_flow_what_a_read_would_find(h: Harness) {
     assert_eq!(store.list_flows("ready", 10).await.unwrap().len(), 1);
 }
 
+async fn concurrent_flow_steps_land_each_with_its_own_answer(h: Harness) {
+    let store = &h.store;
+    // Two meshes, owned at epochs 2 and 5; many flows on each.
+    for (mesh, epoch) in [("grp-a", 2), ("grp-b", 5)] {
+        store.create_mesh(new_mesh("t1", mesh)).await.unwrap();
+        store.claim_mesh(mesh, epoch).await.unwrap();
+    }
+    let mut flows = Vec::new();
+    for n in 0..24 {
+        let mesh = if n % 2 == 0 { "grp-a" } else { "grp-b" };
+        let flow = store
+            .create_flow(new_flow(mesh, "reconfigure"))
+            .await
+            .unwrap();
+        flows.push((n, mesh, flow.id));
+    }
+    let fenced_before = store.fenced_write_count();
+    // Every third step comes from an owner older than its mesh's: refused, alone.
+    let steps = flows.iter().map(|&(n, mesh, flow_id)| {
+        let owner = if mesh == "grp-a" { 2 } else { 5 };
+        let epoch = if n % 3 == 0 { owner - 1 } else { owner };
+        let step = FlowStep {
+            fence_epoch: Some(epoch),
+            events: vec![event(&format!("grp-{n}"), mesh, "FlowStarted")],
+            flow: Some(FlowTransition {
+                status: FlowStatus::Running,
+                log_line: Some(format!("step {n}")),
+                fence_epoch: None,
+                processor: Some("w1".into()),
+            }),
+            ..FlowStep::default()
+        };
+        let store = store.clone();
+        async move { (n, flow_id, store.record_flow_step(flow_id, step).await) }
+    });
+    let mut running = tokio::task::JoinSet::new();
+    for step in steps {
+        running.spawn(step);
+    }
+    let outcomes = running.join_all().await;
+    for (n, flow_id, outcome) in outcomes {
+        let flow = store.get_flow(flow_id).await.unwrap().unwrap();
+        if n % 3 == 0 {
+            assert!(
+                matches!(outcome, Err(StoreError::Fenced { .. })),
+                "step {n}: {outcome:?}"
+            );
+            assert_eq!(flow.status, "Pending", "step {n} left nothing");
+        } else {
+            assert!(outcome.is_ok(), "step {n}: {outcome:?}");
+            assert_eq!(flow.status, "Running", "step {n} landed");
+            assert_eq!(flow.log.as_deref(), Some(format!("step {n}").as_str()));
+        }
+    }
+    assert_eq!(store.fenced_write_count() - fenced_before, 8);
+    for mesh in ["grp-a", "grp-b"] {
+        let mut ids: Vec<String> = store
+            .list_events(mesh, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        ids.sort();
+        let mut expected: Vec<String> = flows
+            .iter()
+            .filter(|&&(n, m, _)| m == mesh && n % 3 != 0)
+            .map(|(n, _, _)| format!("grp-{n}"))
+            .collect();
+        expected.sort();
+        assert_eq!(
+            ids, expected,
+            "{mesh}: the events of the steps that landed, once"
+        );
+    }
+}
+
 on_every_backend!(
+    concurrent_flow_steps_land_each_with_its_own_answer,
     an_accepted_change_hands_its_flow_what_a_read_would_find,
     logs_and_times_are_kept_however_a_transition_is_written,
     a_new_command_is_recorded_by_its_acceptance_once,
