@@ -610,36 +610,37 @@ impl Store {
             spec,
             flow: new,
             tasks: task_names,
-            events,
+            mut events,
         } = acceptance;
         let meshes = meshes_of(&events);
         let recorded = self
-            .write_grouped("accept command and start its flow", move |conn| {
-                let mut events = events.clone();
-                match &spec {
-                    Some(spec) => update_mesh_spec_in(conn, spec)?,
-                    None => match record_mesh_status_in(
-                        conn,
-                        &new.mesh_name,
-                        owner_epoch,
-                        &MeshStatusChange::default(),
-                    ) {
-                        // A mesh not created yet (its creation is accepted) has no owner.
-                        Ok(()) | Err(StoreError::NotFound { .. }) => {}
-                        Err(e) => return Err(e),
-                    },
-                }
-                let flow_id = start_flow_in(conn, &command, &new, &task_names)?;
-                for event in &mut events {
-                    event.flow_id = Some(flow_id);
-                }
-                append_events_in(conn, &events)?;
-                let tasks = if read_tasks {
-                    tasks_of(conn, flow_id)?
-                } else {
-                    Vec::new()
-                };
-                Ok((FlowRecord::recorded(flow_id, new.clone(), now()), tasks))
+            .run("accept command and start its flow", move |conn| {
+                atomically(conn, |conn| {
+                    match &spec {
+                        Some(spec) => update_mesh_spec_in(conn, spec)?,
+                        None => match record_mesh_status_in(
+                            conn,
+                            &new.mesh_name,
+                            owner_epoch,
+                            &MeshStatusChange::default(),
+                        ) {
+                            // A mesh not created yet (its creation is accepted) has no owner.
+                            Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                            Err(e) => return Err(e),
+                        },
+                    }
+                    let flow_id = start_flow_in(conn, &command, &new, &task_names)?;
+                    for event in &mut events {
+                        event.flow_id = Some(flow_id);
+                    }
+                    append_events_in(conn, &events)?;
+                    let tasks = if read_tasks {
+                        tasks_of(conn, flow_id)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok((FlowRecord::recorded(flow_id, new, now()), tasks))
+                })
             })
             .await?;
         self.mark_event_snapshots_stale(meshes);
@@ -729,8 +730,8 @@ impl Store {
     /// by the claim; any other is checked with one query.
     pub async fn record_flow_step(&self, flow_id: i64, step: FlowStep) -> Result<(), StoreError> {
         let meshes = meshes_of(&step.events);
-        self.write_grouped("record a flow step", move |conn| {
-            record_flow_step_in(conn, flow_id, step.clone())
+        self.run("record a flow step", move |conn| {
+            atomically(conn, |conn| record_flow_step_in(conn, flow_id, step))
         })
         .await?;
         self.mark_event_snapshots_stale(meshes);

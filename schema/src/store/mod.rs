@@ -20,7 +20,6 @@ pub mod command;
 mod computed;
 pub mod event;
 pub mod flow;
-mod group;
 pub(crate) mod kept;
 pub mod mesh;
 pub mod resource;
@@ -200,8 +199,6 @@ pub struct Store {
 
 struct Inner {
     pool: Pool,
-    /// Commits the writes on every command's path in groups (MariaDB/MySQL only).
-    committer: Option<group::GroupCommitter>,
     fenced_writes: std::sync::atomic::AtomicU64,
     target: DatabaseTarget,
     secrets: SecretBox,
@@ -229,20 +226,9 @@ impl Store {
                 target.migrate()?;
             }
             let pool = target.pool(pool_size)?;
-            let committer = if target.is_sqlite() {
-                None
-            } else {
-                Some(
-                    group::GroupCommitter::start(pool.clone()).map_err(|e| StoreError::Pool {
-                        op: "start the committer",
-                        reason: e.to_string(),
-                    })?,
-                )
-            };
             Ok(Self {
                 inner: Arc::new(Inner {
                     pool,
-                    committer,
                     fenced_writes: std::sync::atomic::AtomicU64::new(0),
                     target,
                     secrets,
@@ -281,45 +267,18 @@ impl Store {
         })
         .await
         .map_err(|_| StoreError::Aborted { op })?;
-        self.count_refusal(op, &result);
-        result
-    }
-
-    /// Runs `work` in a transaction, committed with the other writes waiting then (see
-    /// [`group`]); `work` may run more than once, and only the run that commits counts. SQLite
-    /// runs it in a transaction of its own.
-    pub(crate) async fn write_grouped<T, F>(
-        &self,
-        op: &'static str,
-        work: F,
-    ) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: Fn(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let Some(committer) = &self.inner.committer else {
-            return self
-                .run(op, move |conn| atomic::atomically(conn, |conn| work(conn)))
-                .await;
-        };
-        let result = committer.commit(op, work).await;
-        self.count_refusal(op, &result);
-        result
-    }
-
-    /// Counts and logs a write refused because a newer owner holds its mesh.
-    fn count_refusal<T>(&self, op: &'static str, result: &Result<T, StoreError>) {
         if let Err(StoreError::Fenced {
             mesh,
             epoch,
             owner_epoch,
-        }) = result
+        }) = &result
         {
             self.inner
                 .fenced_writes
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(%mesh, epoch, owner_epoch, op, "stale write refused");
         }
+        result
     }
 
     /// How many writes this process had refused because a newer owner held the mesh.
