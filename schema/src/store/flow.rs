@@ -21,6 +21,12 @@ use crate::schema::{flow, task};
 
 /// The newest unfinished (pending or running) flow of mesh `mesh_name`, of `tenant` only when
 /// given: its id and definition.
+///
+/// Reads every unfinished flow of the mesh (at most a few; usually none) and picks the newest
+/// here. Asked for the newest with `ORDER BY id DESC LIMIT 1`, MariaDB walks the primary key
+/// backwards from the newest flow of every mesh and tests each row, which reads the whole table
+/// when the mesh has no unfinished flow (the usual answer); without the order it takes the
+/// `idx_flow_unfinished` range instead.
 fn unfinished_flow_of(
     conn: &mut AnyConnection,
     mesh_name: &str,
@@ -32,17 +38,16 @@ fn unfinished_flow_of(
     if let Some(tenant) = tenant {
         query = query.filter(flow::tenant_id.eq(tenant));
     }
-    query
+    let unfinished: Vec<(i64, String)> = query
         .filter(
             flow::status
                 .eq(FlowStatus::Pending.as_str())
                 .or(flow::status.eq(FlowStatus::Running.as_str())),
         )
-        .order(flow::id.desc())
         .select((flow::id, flow::def_name))
-        .first(conn)
-        .optional()
-        .map_err(|e| StoreError::query("find unfinished flow", "mesh", mesh_name, e))
+        .load(conn)
+        .map_err(|e| StoreError::query("find unfinished flow", "mesh", mesh_name, e))?;
+    Ok(unfinished.into_iter().max_by_key(|(id, _)| *id))
 }
 
 /// A mesh as a command's decision reads it (see [`Store::mesh_to_decide`]).
@@ -865,6 +870,66 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(diesel::QueryableByName)]
+    struct Status {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "Variable_name")]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "Value")]
+        value: String,
+    }
+
+    /// Rows this connection's statements have read so far, by any access path.
+    fn rows_read(conn: &mut AnyConnection) -> u64 {
+        diesel::sql_query("SHOW SESSION STATUS LIKE 'Handler_read%'")
+            .load::<Status>(conn)
+            .expect("session status")
+            .into_iter()
+            .filter(|s| s.name != "Handler_read_rnd_deleted")
+            .map(|s| s.value.parse::<u64>().expect("a number"))
+            .sum()
+    }
+
+    #[test]
+    fn mariadb_busy_check_reads_the_meshs_unfinished_flows_not_the_flow_table() {
+        let database = mesh_testkit::mariadb::TestDatabase::create();
+        let target = crate::database::DatabaseTarget::parse(&database.url()).expect("url");
+        target.migrate().expect("migrated");
+        let mut conn = target.connect().expect("connection");
+        let flow_of = |mesh: &str, status: FlowStatus| NewFlow {
+            tenant_id: "t1".into(),
+            mesh_name: mesh.into(),
+            name: format!("reconfigure-{mesh}"),
+            def_name: "reconfigure".into(),
+            status: status.as_str().into(),
+            input: "{}".into(),
+            processor: "w1".into(),
+        };
+        // A long history: many finished flows of many meshes, newer than the busy one.
+        atomically(&mut conn, |conn| {
+            insert_row!(conn, flow::table, &flow_of("busy", FlowStatus::Running))
+                .map_err(|e| StoreError::query("insert", "flow", "busy", e))?;
+            for n in 0..3000 {
+                let finished = flow_of(&format!("mesh-{}", n % 3), FlowStatus::Succeeded);
+                insert_row!(conn, flow::table, &finished)
+                    .map_err(|e| StoreError::query("insert", "flow", "history", e))?;
+            }
+            Ok(())
+        })
+        .expect("flows");
+        diesel::sql_query("ANALYZE TABLE flow")
+            .execute(&mut conn)
+            .expect("statistics");
+
+        for (mesh, expected) in [("idle", None), ("mesh-1", None), ("busy", Some(1))] {
+            let before = rows_read(&mut conn);
+            let found = unfinished_flow_of(&mut conn, mesh, Some("t1")).expect("read");
+            let read = rows_read(&mut conn) - before;
+            assert_eq!(found.map(|(id, _)| id), expected, "{mesh}");
+            // The session counters' own read and the index probes: a handful, not the table.
+            assert!(read < 40, "{mesh}: the busy check read {read} rows");
+        }
+    }
 
     #[test]
     fn the_unfinished_flow_query_names_every_unfinished_status() {
