@@ -23,10 +23,10 @@ use crate::schema::{flow, task};
 /// given: its id and definition.
 ///
 /// Reads every unfinished flow of the mesh (at most a few; usually none) and picks the newest
-/// here. Asked for the newest with `ORDER BY id DESC LIMIT 1`, MariaDB walks the primary key
-/// backwards from the newest flow of every mesh and tests each row, which reads the whole table
-/// when the mesh has no unfinished flow (the usual answer); without the order it takes the
-/// `idx_flow_unfinished` range instead.
+/// here. Asked for the newest with `ORDER BY id DESC LIMIT 1`, MariaDB may walk the primary key
+/// backwards from the newest flow of every mesh and test each row (under `worker_bench` it did,
+/// and it was a third of MariaDB's CPU), which reads the whole table when the mesh has no
+/// unfinished flow, the usual answer; without the order it takes the `idx_flow_unfinished` range.
 fn unfinished_flow_of(
     conn: &mut AnyConnection,
     mesh_name: &str,
