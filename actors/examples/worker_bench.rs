@@ -166,16 +166,7 @@ fn raw_mariadb(url: &str, seconds: f64) -> anyhow::Result<(f64, Option<f64>)> {
     use diesel::Connection;
     let mut conn = diesel::mysql::MysqlConnection::establish(url)?;
     conn.batch_execute("CREATE TABLE bench_commit (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64)) ENGINE=InnoDB")?;
-    let mariadb_ticks = || {
-        mariadb_pid().and_then(|pid| {
-            stat_ticks(
-                &std::path::Path::new("/proc")
-                    .join(pid.to_string())
-                    .join("stat"),
-            )
-            .map(|(_, ticks)| ticks)
-        })
-    };
+    let mariadb_ticks = || mariadb_pid().and_then(process_ticks);
     let ticks_before = mariadb_ticks();
     let started = Instant::now();
     let mut n = 0u64;
@@ -184,10 +175,9 @@ fn raw_mariadb(url: &str, seconds: f64) -> anyhow::Result<(f64, Option<f64>)> {
         n += 1;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    // `/proc` counts in USER_HZ, 100 per second on Linux: 10 ms a tick.
     let cpu_ms_per_commit = ticks_before
         .zip(mariadb_ticks())
-        .map(|(before, after)| after.saturating_sub(before) as f64 * 10.0 / n.max(1) as f64);
+        .map(|(before, after)| after.saturating_sub(before) as f64 * MS_PER_TICK / n.max(1) as f64);
     conn.batch_execute("DROP TABLE bench_commit")?;
     Ok((n as f64 / elapsed, cpu_ms_per_commit))
 }
@@ -199,6 +189,17 @@ fn raw_mariadb(url: &str, seconds: f64) -> anyhow::Result<(f64, Option<f64>)> {
 struct CostSnapshot {
     ticks: BTreeMap<String, u64>,
     statements: BTreeMap<String, u64>,
+}
+
+/// Milliseconds of CPU time in one clock tick of `/proc` (USER_HZ, 100 per second on Linux).
+const MS_PER_TICK: f64 = 10.0;
+
+/// utime + stime of process `pid` so far, in clock ticks.
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::path::Path::new("/proc")
+        .join(pid.to_string())
+        .join("stat");
+    stat_ticks(&stat).map(|(_, ticks)| ticks)
 }
 
 /// utime + stime of one `/proc/.../stat` file, with the thread or process name it gives.
@@ -269,13 +270,7 @@ fn cost_snapshot(
         }
     }
     for (label, pid) in [("MariaDB", mariadb_pid()), ("NATS", nats_pid)] {
-        if let Some((_, ticks)) = pid.and_then(|pid| {
-            stat_ticks(
-                &std::path::Path::new("/proc")
-                    .join(pid.to_string())
-                    .join("stat"),
-            )
-        }) {
+        if let Some(ticks) = pid.and_then(process_ticks) {
             snapshot.ticks.insert(label.into(), ticks);
         }
     }
@@ -306,15 +301,13 @@ fn cost_lines(before: &CostSnapshot, after: &CostSnapshot, commands: u64) -> Str
     if commands == 0 {
         return String::new();
     }
-    // `/proc` counts in USER_HZ, 100 per second on Linux.
-    let ms_per_tick = 10.0;
     let per_command = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / commands as f64;
     let mut cpu: Vec<(String, f64)> = after
         .ticks
         .iter()
         .map(|(group, ticks)| {
             let earlier = before.ticks.get(group).copied().unwrap_or(0);
-            (group.clone(), per_command(*ticks, earlier) * ms_per_tick)
+            (group.clone(), per_command(*ticks, earlier) * MS_PER_TICK)
         })
         .collect();
     cpu.sort_by(|a, b| b.1.total_cmp(&a.1));

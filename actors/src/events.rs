@@ -82,7 +82,7 @@ impl EventSink {
     /// `events` announcing them, stored with `acceptance.events`), then publishes the events:
     /// whoever sees the acceptance finds the flow and the new desired state already there.
     /// Returns the flow's id and, when the decision read the mesh and its members (`decided`),
-    /// what running the flow starts from (see [`mesh_schema::Store::start_flow_to_run`]).
+    /// what running the flow starts from (see [`mesh_schema::Store::record_acceptance`]).
     pub async fn start_flow_announcing(
         &self,
         mut acceptance: FlowAcceptance,
@@ -92,27 +92,7 @@ impl EventSink {
         for event in &events {
             acceptance.events.push(history_record(event, None)?);
         }
-        let started = match decided {
-            Some(decided) => {
-                let ready = self.store.start_flow_to_run(acceptance, decided).await?;
-                (ready.flow.id, Some(ready))
-            }
-            None => {
-                let FlowAcceptance {
-                    command,
-                    owner_epoch,
-                    spec,
-                    flow,
-                    tasks,
-                    events,
-                } = acceptance;
-                let flow_id = self
-                    .store
-                    .start_flow_announcing(command, owner_epoch, spec, flow, tasks, events)
-                    .await?;
-                (flow_id, None)
-            }
-        };
+        let started = self.store.record_acceptance(acceptance, decided).await?;
         self.announce_all(&events).await;
         Ok(started)
     }

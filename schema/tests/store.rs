@@ -1656,10 +1656,12 @@ async fn an_accepted_change_hands_its_flow_what_a_read_would_find(h: Harness) {
         tasks: vec!["mesh-config:east".into(), "verify".into()],
         events: vec![event("ready-1", "ready", "CommandAccepted")],
     };
-    let handed = store
-        .start_flow_to_run(acceptance.clone(), (mesh.clone(), decided.members))
+    let (flow_id, handed) = store
+        .record_acceptance(acceptance.clone(), Some((mesh.clone(), decided.members)))
         .await
         .unwrap();
+    let handed = handed.unwrap();
+    assert_eq!(handed.flow.id, flow_id);
     let read = store.flow_to_run(handed.flow.id).await.unwrap().unwrap();
 
     // Timestamps are the store's or the database's clock; everything else is the row's.
@@ -1693,7 +1695,7 @@ async fn an_accepted_change_hands_its_flow_what_a_read_would_find(h: Harness) {
 
     // A refused acceptance hands nothing over and leaves nothing behind.
     let again = store
-        .start_flow_to_run(acceptance, (mesh, Vec::new()))
+        .record_acceptance(acceptance, Some((mesh, Vec::new())))
         .await
         .unwrap_err();
     assert!(

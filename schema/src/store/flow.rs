@@ -574,41 +574,30 @@ impl Store {
             tasks: task_names,
             events,
         };
-        let (flow, _tasks) = self.accept_flow(acceptance, false).await?;
-        Ok(flow.id)
+        let (flow_id, _) = self.record_acceptance(acceptance, None).await?;
+        Ok(flow_id)
     }
 
-    /// [`Store::start_flow_announcing`] for a decision that read the mesh's row and members
-    /// (`decided`) and changes nothing of them but what `acceptance.spec` says: returns what
-    /// running the flow starts from, as [`Store::flow_to_run`] would read it right after, without
-    /// reading it again. The mesh is `decided.mesh` with the spec change and the claim applied;
-    /// the flow's row is the one recorded (its timestamps as the store wrote them, to the second).
-    pub async fn start_flow_to_run(
+    /// [`Store::start_flow_announcing`] with its arguments as one `acceptance`. When the decision
+    /// read the mesh's row and members (`decided`) and changes nothing of them but what
+    /// `acceptance.spec` says, also returns what running the flow starts from, as
+    /// [`Store::flow_to_run`] would read it right after, without reading it again: the mesh is
+    /// `decided`'s with the spec change and the claim applied, the flow's row is built from what
+    /// was inserted (its timestamps this process's clock at the insert), the tasks are read in the
+    /// same transaction.
+    pub async fn record_acceptance(
         &self,
         acceptance: FlowAcceptance,
-        decided: (MeshRecord, Vec<MemberClusterRecord>),
-    ) -> Result<FlowToRun, StoreError> {
-        let (mut mesh, members) = decided;
-        if let Some(spec) = &acceptance.spec {
-            spec.apply_to(&mut mesh);
-        }
-        mesh.owner_epoch = mesh.owner_epoch.max(acceptance.owner_epoch);
-        let (flow, tasks) = self.accept_flow(acceptance, true).await?;
-        Ok(FlowToRun {
-            flow,
-            mesh: Some(mesh),
-            members,
-            tasks,
-        })
-    }
-
-    /// The transaction of [`Store::start_flow_announcing`]; returns the recorded flow (built from
-    /// what was inserted) and, if `read_tasks`, its tasks as recorded.
-    async fn accept_flow(
-        &self,
-        acceptance: FlowAcceptance,
-        read_tasks: bool,
-    ) -> Result<(FlowRecord, Vec<TaskRecord>), StoreError> {
+        decided: Option<(MeshRecord, Vec<MemberClusterRecord>)>,
+    ) -> Result<(i64, Option<FlowToRun>), StoreError> {
+        let decided = decided.map(|(mut mesh, members)| {
+            if let Some(spec) = &acceptance.spec {
+                spec.apply_to(&mut mesh);
+            }
+            mesh.owner_epoch = mesh.owner_epoch.max(acceptance.owner_epoch);
+            (mesh, members)
+        });
+        let read_tasks = decided.is_some();
         let FlowAcceptance {
             command,
             owner_epoch,
@@ -649,7 +638,15 @@ impl Store {
             })
             .await?;
         self.mark_event_snapshots_stale(meshes);
-        Ok(recorded)
+        let (flow, tasks) = recorded;
+        let flow_id = flow.id;
+        let ready = decided.map(|(mesh, members)| FlowToRun {
+            flow,
+            mesh: Some(mesh),
+            members,
+            tasks,
+        });
+        Ok((flow_id, ready))
     }
 
     /// A flow by id.
