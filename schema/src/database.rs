@@ -25,6 +25,7 @@ pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migratio
 pub const DEFAULT_MYSQL_DATABASE: &str = "tke_mesh";
 
 pub use any::AnyConnection;
+pub(crate) use any::MultiBackend;
 
 /// The multi-backend connection; its own module because the derive generates undocumented items.
 #[allow(missing_docs)]

@@ -1163,6 +1163,13 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
 
 async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
     let store = &h.store;
+    if std::env::var_os("MESH_DB_COMPOUND").is_none() {
+        assert_eq!(
+            store.compound_transactions(),
+            !store.target().is_sqlite(),
+            "MariaDB takes a step as one compound statement; SQLite needs none"
+        );
+    }
     store.create_mesh(new_mesh("t1", "step")).await.unwrap();
     store.claim_mesh("step", 3).await.unwrap();
     let command = new_command(
@@ -1229,8 +1236,11 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         ..FlowStep::default()
     };
 
-    // A stale owner's step (its claim refused) leaves nothing: no event, no row changed.
+    // A stale owner's step (its claim refused) leaves nothing: no event, no row changed. On
+    // MariaDB the step goes as one compound statement, which the refused claim rolls back whole;
+    // the statement-by-statement transaction then says why.
     let before = store.fenced_write_count();
+    let compound_before = store.compound_outcomes();
     let stale = store
         .record_flow_step(flow_id, start(2, ["step-stale-1", "step-stale-2"], "old"))
         .await
@@ -1247,6 +1257,15 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
         "{stale}"
     );
     assert_eq!(store.fenced_write_count(), before + 1);
+    let (committed, declined) = store.compound_outcomes();
+    if store.compound_transactions() {
+        assert_eq!(
+            (committed, declined),
+            (compound_before.0, compound_before.1 + 1)
+        );
+    } else {
+        assert_eq!((committed, declined), (0, 0));
+    }
     assert_eq!(store.list_events("step", 0, 10).await.unwrap().len(), 1);
     assert_eq!(
         store.get_flow(flow_id).await.unwrap().unwrap().status,
@@ -1272,10 +1291,18 @@ async fn a_flow_step_is_recorded_whole_or_not_at_all(h: Harness) {
     assert_eq!(store.list_events("step", 0, 10).await.unwrap().len(), 1);
 
     // The owner's start: the claim, the flow's and first task's start and their events at once.
+    let compound_before = store.compound_outcomes();
     store
         .record_flow_step(flow_id, start(3, ["step-1", "step-2"], "w1"))
         .await
         .unwrap();
+    if store.compound_transactions() {
+        assert_eq!(
+            store.compound_outcomes(),
+            (compound_before.0 + 1, compound_before.1),
+            "the owner's step commits as one statement"
+        );
+    }
     let started = store.get_flow(flow_id).await.unwrap().unwrap();
     assert_eq!(started.status, FlowStatus::Running.as_str());
     assert_eq!(started.processor, "w1");

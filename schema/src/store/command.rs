@@ -7,7 +7,7 @@
 use diesel::prelude::*;
 use mesh_core::CommandStatus;
 
-use super::kept::{self, insert_row};
+use super::kept::{self, Kept, insert_row};
 use super::{Store, StoreError, fit_text_column, now};
 use crate::database::AnyConnection;
 use crate::models::{CommandRecord, NewCommand};
@@ -50,15 +50,14 @@ pub(crate) fn insert_command_in(
     Ok(())
 }
 
-/// Records a command's outcome (and its flow), inside the caller's transaction.
-pub(crate) fn complete_command_in(
-    conn: &mut AnyConnection,
+/// The statement recording a command's outcome (and its flow).
+pub(crate) fn command_completion(
     id: &str,
     status: CommandStatus,
     result: Option<String>,
     flow_id: Option<i64>,
-) -> Result<(), StoreError> {
-    let changed = kept::update(
+) -> impl Kept + '_ {
+    kept::update(
         command_log::table.find(id),
         (
             command_log::status.eq(status.as_str()),
@@ -67,8 +66,19 @@ pub(crate) fn complete_command_in(
             command_log::updated_at.eq(now()),
         ),
     )
-    .execute(conn)
-    .map_err(|e| StoreError::query("complete command", "command", id, e))?;
+}
+
+/// Records a command's outcome (and its flow), inside the caller's transaction.
+pub(crate) fn complete_command_in(
+    conn: &mut AnyConnection,
+    id: &str,
+    status: CommandStatus,
+    result: Option<String>,
+    flow_id: Option<i64>,
+) -> Result<(), StoreError> {
+    let changed = command_completion(id, status, result, flow_id)
+        .execute(conn)
+        .map_err(|e| StoreError::query("complete command", "command", id, e))?;
     if changed == 0 {
         return Err(StoreError::NotFound {
             what: "command",

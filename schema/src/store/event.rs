@@ -63,12 +63,12 @@ pub(crate) fn append_event_in(
 
 /// The most events one MariaDB/MySQL insert carries. Each row count is a statement of its own that
 /// a connection prepares once and keeps (see `store::kept`), so the count is bounded.
-const EVENTS_PER_INSERT: usize = 8;
+pub(crate) const EVENTS_PER_INSERT: usize = 8;
 
 /// `INSERT INTO mesh_event_log (…) VALUES (…), (…)` of up to [`EVENTS_PER_INSERT`] events
 /// (MariaDB/MySQL): one round trip for a step's events instead of one each. Its SQL text depends
 /// only on the number of rows, so the connection keeps it prepared.
-struct EventRows<'a>(&'a [NewEvent]);
+pub(crate) struct EventRows<'a>(pub(crate) &'a [NewEvent]);
 
 impl diesel::query_builder::QueryId for EventRows<'_> {
     type QueryId = ();

@@ -7,11 +7,15 @@ use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 
 use super::atomic::atomically;
 use super::cluster::live_mesh_with_members;
-use super::command::{CommandEntry, complete_command_in, insert_command_in};
+use super::command::{CommandEntry, command_completion, complete_command_in, insert_command_in};
+use super::compound::{Compound, CompoundCounts, Expect, Outcome};
 use super::computed::{AppendedLog, LogAtMost, StartedOnce};
-use super::event::{append_events_in, meshes_of};
-use super::kept::{self, insert_row};
-use super::mesh::{MeshSpecUpdate, MeshStatusChange, record_mesh_status_in, update_mesh_spec_in};
+use super::event::{EVENTS_PER_INSERT, EventRows, append_events_in, meshes_of};
+use super::kept::{self, KeptMysql, insert_row};
+use super::mesh::{
+    MeshSpecUpdate, MeshStatusChange, mesh_status_update, record_mesh_status_in,
+    update_mesh_spec_in,
+};
 use super::{Store, StoreError, TenantScope, fit_text_column, last_insert_id, now};
 use crate::database::AnyConnection;
 use crate::models::{
@@ -195,21 +199,82 @@ fn record_flow_step_in(
         event.flow_id = Some(flow_id);
     }
     append_events_in(conn, &step.events)?;
-    // Transitions of one task in the step (a quick task's start and end) are one write.
-    let mut by_task: Vec<(i64, Vec<TaskTransition>)> = Vec::new();
-    for (task_id, transition) in step.tasks {
-        match by_task.iter_mut().find(|(id, _)| *id == task_id) {
-            Some((_, transitions)) => transitions.push(transition),
-            None => by_task.push((task_id, vec![transition])),
-        }
-    }
-    for (task_id, transitions) in by_task {
+    for (task_id, transitions) in by_task(step.tasks) {
         transition_task_many_in(conn, task_id, transitions)?;
     }
     if let Some(transition) = &step.flow {
         transition_flow_in(conn, flow_id, transition)?;
     }
     Ok(())
+}
+
+/// A step's task transitions grouped by task, in order: the transitions of one task in the step (a
+/// quick task's start and end) are one write.
+fn by_task(tasks: Vec<(i64, TaskTransition)>) -> Vec<(i64, Vec<TaskTransition>)> {
+    let mut by_task: Vec<(i64, Vec<TaskTransition>)> = Vec::new();
+    for (task_id, transition) in tasks {
+        match by_task.iter_mut().find(|(id, _)| *id == task_id) {
+            Some((_, transitions)) => transitions.push(transition),
+            None => by_task.push((task_id, vec![transition])),
+        }
+    }
+    by_task
+}
+
+/// Records `step` of flow `flow_id` as one compound statement (MariaDB; see `store::compound`):
+/// the statements [`record_flow_step_in`] runs when every write lands as expected, in one round
+/// trip. Returns whether it committed; when it did not (a write that the database cannot compute
+/// in place, a fence only a read proves, or any statement that found other than expected),
+/// nothing was written and the caller runs [`record_flow_step_in`], which says why.
+fn record_flow_step_at_once(
+    counts: &CompoundCounts,
+    conn: &mut diesel::mysql::MysqlConnection,
+    flow_id: i64,
+    step: &FlowStep,
+) -> Result<bool, StoreError> {
+    let mut compound = Compound::default();
+    let mut fence_proved = step.fence_epoch.is_none();
+    if let Some((command_id, status, result)) = &step.effects.command {
+        compound.push(
+            command_completion(command_id, *status, result.clone(), Some(flow_id)),
+            Expect::OneRow,
+        );
+    }
+    if let Some((mesh, epoch, change)) = &step.effects.mesh_status {
+        compound.push(mesh_status_update(mesh, *epoch, change), Expect::OneRow);
+        fence_proved |= step.fence_epoch.is_some_and(|fence| *epoch <= fence);
+    }
+    if !fence_proved {
+        return Ok(false);
+    }
+    for chunk in step.events.chunks(EVENTS_PER_INSERT) {
+        compound.push(EventRows(chunk), Expect::Anything);
+    }
+    for (task_id, transitions) in by_task(step.tasks.clone()) {
+        let Some(statement) = task_in_place(task_id, &transitions) else {
+            return Ok(false);
+        };
+        compound.push(statement, Expect::OneRow);
+    }
+    if let Some(transition) = &step.flow {
+        let Some(statement) = flow_in_place(flow_id, transition) else {
+            return Ok(false);
+        };
+        compound.push(statement, Expect::OneRow);
+    }
+    match counts.run(compound, conn) {
+        Ok(Outcome::Committed) => Ok(true),
+        Ok(Outcome::Declined(reason)) => {
+            tracing::debug!(flow = flow_id, %reason, "flow step declined as one statement; recorded statement by statement");
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::query(
+            "record a flow step",
+            "flow",
+            flow_id.to_string(),
+            e,
+        )),
+    }
 }
 
 /// Updates task `id` (fenced when the transition says so), inside the caller's transaction.
@@ -233,13 +298,23 @@ fn write_task_in_place(
     let crate::database::AnyConnection::Mysql(conn) = conn else {
         return Ok(false);
     };
-    if transitions.iter().any(|t| t.fence_epoch.is_some()) {
-        return Ok(false);
-    }
-    let Ok(lines) = lines_to_append(transitions.iter().filter_map(|t| t.log_line.as_deref()))
-    else {
+    let Some(statement) = task_in_place(id, transitions) else {
         return Ok(false);
     };
+    let matched = statement
+        .execute(conn)
+        .map_err(|e| StoreError::query("update task", "task", id.to_string(), e))?;
+    Ok(matched == 1)
+}
+
+/// The statement of [`write_task_in_place`] (MariaDB/MySQL), or `None` when the database cannot
+/// compute the new row (a fenced transition, log lines beyond the log's bound). It changes no row
+/// when there is no such task or its log has no room for the new lines.
+fn task_in_place(id: i64, transitions: &[TaskTransition]) -> Option<impl KeptMysql + use<>> {
+    if transitions.iter().any(|t| t.fence_epoch.is_some()) {
+        return None;
+    }
+    let lines = lines_to_append(transitions.iter().filter_map(|t| t.log_line.as_deref())).ok()?;
     let at = now();
     let latest = |field: fn(&TaskTransition) -> Option<&String>| {
         transitions.iter().rev().find_map(|t| field(t).cloned())
@@ -266,13 +341,10 @@ fn write_task_in_place(
         finished.then_some(task::finished_at.eq(Some(at))),
         task::updated_at.eq(at),
     );
-    let matched = kept::update(
+    Some(kept::update(
         task::table.find(id).filter(log_has_room(lines.as_deref())),
         changes,
-    )
-    .execute(conn)
-    .map_err(|e| StoreError::query("update task", "task", id.to_string(), e))?;
-    Ok(matched == 1)
+    ))
 }
 
 /// Moves task `id` through `transitions` in order (each fenced when it says so) with one write,
@@ -337,12 +409,23 @@ fn write_flow_in_place(
     let crate::database::AnyConnection::Mysql(conn) = conn else {
         return Ok(false);
     };
-    if transition.fence_epoch.is_some() {
-        return Ok(false);
-    }
-    let Ok(lines) = lines_to_append(transition.log_line.as_deref().into_iter()) else {
+    let Some(statement) = flow_in_place(id, transition) else {
         return Ok(false);
     };
+    let matched = statement
+        .execute(conn)
+        .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
+    Ok(matched == 1)
+}
+
+/// The statement of [`write_flow_in_place`] (MariaDB/MySQL), or `None` when the database cannot
+/// compute the new row (a fenced transition, a log line beyond the log's bound). It changes no row
+/// when there is no such flow or its log has no room for the new line.
+fn flow_in_place(id: i64, transition: &FlowTransition) -> Option<impl KeptMysql + '_> {
+    if transition.fence_epoch.is_some() {
+        return None;
+    }
+    let lines = lines_to_append(transition.log_line.as_deref().into_iter()).ok()?;
     let at = now();
     let changes = (
         flow::status.eq(transition.status.as_str()),
@@ -362,13 +445,10 @@ fn write_flow_in_place(
             .map(|processor| (flow::processor.eq(processor), flow::heartbeat.eq(Some(at)))),
         flow::updated_at.eq(at),
     );
-    let matched = kept::update(
+    Some(kept::update(
         flow::table.find(id).filter(log_has_room(lines.as_deref())),
         changes,
-    )
-    .execute(conn)
-    .map_err(|e| StoreError::query("update flow", "flow", id.to_string(), e))?;
-    Ok(matched == 1)
+    ))
 }
 
 /// Moves flow `id` to `transition.status` (fenced when the transition says so), inside the
@@ -730,9 +810,23 @@ impl Store {
     /// With `step.fence_epoch` the step is refused (`StoreError::Fenced`, nothing written) when a
     /// newer owner holds the mesh. A step that claims the mesh's status with that epoch is proved
     /// by the claim; any other is checked with one query.
-    pub async fn record_flow_step(&self, flow_id: i64, step: FlowStep) -> Result<(), StoreError> {
+    pub async fn record_flow_step(
+        &self,
+        flow_id: i64,
+        mut step: FlowStep,
+    ) -> Result<(), StoreError> {
         let meshes = meshes_of(&step.events);
+        for event in &mut step.events {
+            event.flow_id = Some(flow_id);
+        }
+        let compound = self.compound_counts();
         self.run("record a flow step", move |conn| {
+            if let Some(counts) = &compound
+                && let AnyConnection::Mysql(mysql) = conn
+                && record_flow_step_at_once(counts, mysql, flow_id, &step)?
+            {
+                return Ok(());
+            }
             atomically(conn, |conn| record_flow_step_in(conn, flow_id, step))
         })
         .await?;

@@ -22,6 +22,43 @@ use diesel::query_builder::{
 use diesel::query_source::QuerySource;
 use diesel::{QueryResult, RunQueryDsl};
 
+use crate::database::{AnyConnection, MultiBackend};
+
+/// A kept statement of either backend: run alone on an [`AnyConnection`], or written into a
+/// compound transaction on MariaDB (see `store::compound`).
+pub(crate) trait Kept:
+    QueryFragment<diesel::mysql::Mysql>
+    + QueryFragment<MultiBackend>
+    + QueryId
+    + RunQueryDsl<AnyConnection>
+    + Send
+{
+}
+
+impl<T> Kept for T where
+    T: QueryFragment<diesel::mysql::Mysql>
+        + QueryFragment<MultiBackend>
+        + QueryId
+        + RunQueryDsl<AnyConnection>
+        + Send
+{
+}
+
+/// A kept MariaDB/MySQL-only statement (one computing the new row in the database, see
+/// `store::computed`): run alone, or written into a compound transaction.
+pub(crate) trait KeptMysql:
+    QueryFragment<diesel::mysql::Mysql> + QueryId + RunQueryDsl<diesel::mysql::MysqlConnection> + Send
+{
+}
+
+impl<T> KeptMysql for T where
+    T: QueryFragment<diesel::mysql::Mysql>
+        + QueryId
+        + RunQueryDsl<diesel::mysql::MysqlConnection>
+        + Send
+{
+}
+
 /// `UPDATE table SET changeset WHERE filter`, kept prepared (see the module docs).
 pub(crate) struct KeptUpdate<F, W, V> {
     from: F,

@@ -8,7 +8,7 @@
 use diesel::prelude::*;
 
 use super::atomic::atomically;
-use super::kept;
+use super::kept::{self, Kept};
 use super::{Store, StoreError, TenantScope, now};
 use crate::database::AnyConnection;
 use crate::models::{MeshRecord, NewMesh};
@@ -74,14 +74,14 @@ fn update_mesh_status_in(
     })
 }
 
-/// Records a mesh's observed status, fenced by `epoch`, inside the caller's transaction.
-pub(crate) fn record_mesh_status_in(
-    conn: &mut AnyConnection,
-    name: &str,
+/// The statement recording a mesh's observed status, fenced by `epoch`: it changes no row when a
+/// newer owner wrote the mesh or the mesh is gone.
+pub(crate) fn mesh_status_update<'a>(
+    name: &'a str,
     epoch: i64,
-    change: &MeshStatusChange,
-) -> Result<(), StoreError> {
-    let changed = kept::update(
+    change: &'a MeshStatusChange,
+) -> impl Kept + 'a {
+    kept::update(
         mesh::table
             .filter(mesh::name.eq(name))
             .filter(mesh::deleted_flag.eq(0))
@@ -92,8 +92,18 @@ pub(crate) fn record_mesh_status_in(
             mesh::updated_at.eq(now()),
         ),
     )
-    .execute(conn)
-    .map_err(|e| StoreError::query("update mesh status", "mesh", name, e))?;
+}
+
+/// Records a mesh's observed status, fenced by `epoch`, inside the caller's transaction.
+pub(crate) fn record_mesh_status_in(
+    conn: &mut AnyConnection,
+    name: &str,
+    epoch: i64,
+    change: &MeshStatusChange,
+) -> Result<(), StoreError> {
+    let changed = mesh_status_update(name, epoch, change)
+        .execute(conn)
+        .map_err(|e| StoreError::query("update mesh status", "mesh", name, e))?;
     if changed == 0 {
         return Err(explain_refusal(conn, name, epoch, None));
     }

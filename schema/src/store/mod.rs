@@ -17,6 +17,7 @@
 mod atomic;
 pub mod cluster;
 pub mod command;
+mod compound;
 mod computed;
 pub mod event;
 pub mod flow;
@@ -177,7 +178,7 @@ impl StoreError {
 
 /// Whether a database error message says the connection itself is gone (the MySQL/MariaDB client
 /// reports a server restart or a dropped socket as a generic error, with one of these texts).
-fn connection_lost(message: &str) -> bool {
+pub(crate) fn connection_lost(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     [
         "gone away",
@@ -189,6 +190,23 @@ fn connection_lost(message: &str) -> bool {
     ]
     .iter()
     .any(|text| message.contains(text))
+}
+
+/// Whether the pool's server takes compound statements (MariaDB), asked once when the store opens;
+/// `MESH_DB_COMPOUND=off` turns them off (to compare, or to rule them out).
+fn compound_transactions(pool: &Pool) -> Result<bool, StoreError> {
+    if std::env::var("MESH_DB_COMPOUND").is_ok_and(|v| v == "off") {
+        return Ok(false);
+    }
+    let mut conn = pool.get().map_err(|e| StoreError::Pool {
+        op: "open store",
+        reason: e.to_string(),
+    })?;
+    match &mut **conn {
+        AnyConnection::Mysql(mysql) => compound::supports_compound(mysql)
+            .map_err(|e| StoreError::query("ask the server's version", "database", "", e)),
+        AnyConnection::Sqlite(_) => Ok(false),
+    }
 }
 
 /// The store over one database.
@@ -203,6 +221,9 @@ struct Inner {
     target: DatabaseTarget,
     secrets: SecretBox,
     snapshots: snapshot::StaleSnapshots,
+    /// Present when transactions on every command's path go as one compound statement each
+    /// (MariaDB; see [`compound`]): how many committed so and how many were declined.
+    compound: Option<Arc<compound::CompoundCounts>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -226,6 +247,8 @@ impl Store {
                 target.migrate()?;
             }
             let pool = target.pool(pool_size)?;
+            let compound = compound_transactions(&pool)?
+                .then(|| Arc::new(compound::CompoundCounts::default()));
             Ok(Self {
                 inner: Arc::new(Inner {
                     pool,
@@ -233,11 +256,33 @@ impl Store {
                     target,
                     secrets,
                     snapshots: snapshot::StaleSnapshots::default(),
+                    compound,
                 }),
             })
         })
         .await
         .map_err(|_| StoreError::Aborted { op: "open store" })?
+    }
+
+    /// Whether this store sends the transactions on every command's path as one compound
+    /// statement each (MariaDB; see [`compound`]).
+    pub fn compound_transactions(&self) -> bool {
+        self.inner.compound.is_some()
+    }
+
+    /// How many of this store's compound transactions committed and how many were declined
+    /// (rolled back whole, then run statement by statement), since it opened; zeros where they
+    /// are not used.
+    pub fn compound_outcomes(&self) -> (u64, u64) {
+        self.inner
+            .compound
+            .as_ref()
+            .map_or((0, 0), |counts| counts.get())
+    }
+
+    /// The counters of compound transactions, when this store uses them.
+    pub(crate) fn compound_counts(&self) -> Option<Arc<compound::CompoundCounts>> {
+        self.inner.compound.clone()
     }
 
     /// The database this store writes to.
