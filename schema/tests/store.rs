@@ -1683,12 +1683,33 @@ async fn an_accepted_change_hands_its_flow_what_a_read_would_find(h: Harness) {
         tasks: vec!["mesh-config:east".into(), "verify".into()],
         events: vec![event("ready-1", "ready", "CommandAccepted")],
     };
+    let compound_before = store.compound_outcomes();
     let (flow_id, handed) = store
         .record_acceptance(acceptance.clone(), Some((mesh.clone(), decided.members)))
         .await
         .unwrap();
+    if store.compound_transactions() {
+        assert_eq!(
+            store.compound_outcomes(),
+            (compound_before.0 + 1, compound_before.1),
+            "MariaDB records the acceptance as one statement"
+        );
+    }
     let handed = handed.unwrap();
     assert_eq!(handed.flow.id, flow_id);
+    // The command and the events are linked to the new flow, whichever way it was recorded.
+    assert_eq!(
+        store
+            .get_command(&command.command_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .flow_id,
+        Some(flow_id)
+    );
+    let history = store.list_events("ready", 0, 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].flow_id, Some(flow_id));
     let read = store.flow_to_run(handed.flow.id).await.unwrap().unwrap();
 
     // Timestamps are the store's or the database's clock; everything else is the row's.
@@ -1721,15 +1742,51 @@ async fn an_accepted_change_hands_its_flow_what_a_read_would_find(h: Harness) {
     );
 
     // A refused acceptance hands nothing over and leaves nothing behind.
+    let compound_before = store.compound_outcomes();
     let again = store
-        .record_acceptance(acceptance, Some((mesh, Vec::new())))
+        .record_acceptance(acceptance.clone(), Some((mesh.clone(), Vec::new())))
         .await
         .unwrap_err();
     assert!(
         matches!(again, StoreError::GenerationConflict { .. }),
         "{again:?}"
     );
+    if store.compound_transactions() {
+        assert_eq!(
+            store.compound_outcomes(),
+            (compound_before.0, compound_before.1 + 1),
+            "the compound statement declines and the ordinary transaction says why"
+        );
+    }
     assert_eq!(store.list_flows("ready", 10).await.unwrap().len(), 1);
+    assert_eq!(store.list_events("ready", 0, 10).await.unwrap().len(), 1);
+
+    // The same command once more, decided against the current generation: the command log
+    // refuses it whole (its id is recorded), the mesh keeps its generation.
+    let current = store.mesh_to_decide(&tenant("t1"), "ready").await.unwrap();
+    let current_mesh = current.mesh.unwrap();
+    let mut redelivered = acceptance;
+    if let Some(spec) = &mut redelivered.spec {
+        spec.expected_generation = current_mesh.generation;
+    }
+    let duplicate = store
+        .record_acceptance(redelivered, Some((current_mesh.clone(), Vec::new())))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            duplicate,
+            StoreError::AlreadyExists {
+                what: "command",
+                ..
+            }
+        ),
+        "{duplicate:?}"
+    );
+    let after = store.mesh_to_decide(&tenant("t1"), "ready").await.unwrap();
+    assert_eq!(after.mesh.unwrap().generation, current_mesh.generation);
+    assert_eq!(store.list_flows("ready", 10).await.unwrap().len(), 1);
+    assert_eq!(store.list_events("ready", 0, 10).await.unwrap().len(), 1);
 }
 
 async fn concurrent_flow_steps_land_each_with_its_own_answer(h: Harness) {

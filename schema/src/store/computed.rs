@@ -116,3 +116,21 @@ impl QueryFragment<Mysql> for LogAtMost {
         Ok(())
     }
 }
+
+/// The user variable holding the id of the flow a compound transaction inserted (see
+/// `store::compound`), which its later statements link to.
+pub(crate) const REMEMBER_NEW_FLOW: &str = "SET @mesh_manager_new_flow = LAST_INSERT_ID()";
+
+/// `CAST(@mesh_manager_new_flow AS SIGNED)`: the id of the flow the last compound transaction on
+/// this connection inserted ([`REMEMBER_NEW_FLOW`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewFlowId;
+
+row_expression!(NewFlowId, BigInt);
+
+impl QueryFragment<Mysql> for NewFlowId {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> diesel::QueryResult<()> {
+        out.push_sql("CAST(@mesh_manager_new_flow AS SIGNED)");
+        Ok(())
+    }
+}

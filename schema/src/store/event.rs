@@ -7,6 +7,7 @@
 use diesel::prelude::*;
 
 use super::atomic::atomically;
+use super::computed::NewFlowId;
 use super::kept::insert_row;
 use super::{Store, StoreError, last_insert_id};
 use crate::database::AnyConnection;
@@ -68,7 +69,30 @@ pub(crate) const EVENTS_PER_INSERT: usize = 8;
 /// `INSERT INTO mesh_event_log (…) VALUES (…), (…)` of up to [`EVENTS_PER_INSERT`] events
 /// (MariaDB/MySQL): one round trip for a step's events instead of one each. Its SQL text depends
 /// only on the number of rows, so the connection keeps it prepared.
-pub(crate) struct EventRows<'a>(pub(crate) &'a [NewEvent]);
+pub(crate) struct EventRows<'a> {
+    events: &'a [NewEvent],
+    /// Whether the events belong to the flow a compound transaction has just inserted
+    /// ([`NewFlowId`]) rather than to the flow each names.
+    of_new_flow: bool,
+}
+
+impl<'a> EventRows<'a> {
+    /// The insert of `events`, each of the flow it names.
+    pub(crate) fn of(events: &'a [NewEvent]) -> Self {
+        Self {
+            events,
+            of_new_flow: false,
+        }
+    }
+
+    /// The insert of `events` of the flow the same compound transaction inserted before.
+    pub(crate) fn of_new_flow(events: &'a [NewEvent]) -> Self {
+        Self {
+            events,
+            of_new_flow: true,
+        }
+    }
+}
 
 impl diesel::query_builder::QueryId for EventRows<'_> {
     type QueryId = ();
@@ -84,11 +108,11 @@ impl diesel::query_builder::QueryFragment<diesel::mysql::Mysql> for EventRows<'_
         use mesh_event_log::{
             correlation_id, event_id, flow_id, kind, mesh_name, occurred_at, payload, tenant_id,
         };
-        if self.0.is_empty() || self.0.len() > EVENTS_PER_INSERT {
+        if self.events.is_empty() || self.events.len() > EVENTS_PER_INSERT {
             return Err(diesel::result::Error::QueryBuilderError(
                 format!(
                     "{} events in one insert; from 1 to {EVENTS_PER_INSERT}",
-                    self.0.len()
+                    self.events.len()
                 )
                 .into(),
             ));
@@ -113,7 +137,7 @@ impl diesel::query_builder::QueryFragment<diesel::mysql::Mysql> for EventRows<'_
             out.push_identifier(column)?;
         }
         out.push_sql(") VALUES ");
-        for (i, event) in self.0.iter().enumerate() {
+        for (i, event) in self.events.iter().enumerate() {
             out.push_sql(if i == 0 { "(" } else { ", (" });
             out.push_bind_param::<Text, _>(&event.event_id)?;
             out.push_sql(", ");
@@ -125,7 +149,11 @@ impl diesel::query_builder::QueryFragment<diesel::mysql::Mysql> for EventRows<'_
             out.push_sql(", ");
             out.push_bind_param::<Nullable<Text>, _>(&event.correlation_id)?;
             out.push_sql(", ");
-            out.push_bind_param::<Nullable<BigInt>, _>(&event.flow_id)?;
+            if self.of_new_flow {
+                NewFlowId.walk_ast(out.reborrow())?;
+            } else {
+                out.push_bind_param::<Nullable<BigInt>, _>(&event.flow_id)?;
+            }
             out.push_sql(", ");
             out.push_bind_param::<Text, _>(&event.payload)?;
             out.push_sql(", ");
@@ -147,7 +175,7 @@ pub(crate) fn append_events_in(
 ) -> Result<(), StoreError> {
     for chunk in events.chunks(EVENTS_PER_INSERT) {
         let stored_at_once = match conn {
-            AnyConnection::Mysql(mysql) => match EventRows(chunk).execute(mysql) {
+            AnyConnection::Mysql(mysql) => match EventRows::of(chunk).execute(mysql) {
                 Ok(_) => true,
                 // One of them is stored already (a step run again): the others are stored one
                 // by one below. The failed statement changed nothing and leaves the transaction

@@ -9,17 +9,17 @@ use super::atomic::atomically;
 use super::cluster::live_mesh_with_members;
 use super::command::{CommandEntry, command_completion, complete_command_in, insert_command_in};
 use super::compound::{Compound, CompoundCounts, Expect, Outcome};
-use super::computed::{AppendedLog, LogAtMost, StartedOnce};
+use super::computed::{AppendedLog, LogAtMost, NewFlowId, REMEMBER_NEW_FLOW, StartedOnce};
 use super::event::{EVENTS_PER_INSERT, EventRows, append_events_in, meshes_of};
 use super::kept::{self, KeptMysql, insert_row};
 use super::mesh::{
-    MeshSpecUpdate, MeshStatusChange, mesh_status_update, record_mesh_status_in,
+    MeshSpecUpdate, MeshStatusChange, mesh_spec_update, mesh_status_update, record_mesh_status_in,
     update_mesh_spec_in,
 };
 use super::{Store, StoreError, TenantScope, fit_text_column, last_insert_id, now};
 use crate::database::AnyConnection;
 use crate::models::{
-    FlowRecord, MemberClusterRecord, MeshRecord, NewEvent, NewFlow, NewTask, TaskRecord,
+    FlowRecord, MemberClusterRecord, MeshRecord, NewCommand, NewEvent, NewFlow, NewTask, TaskRecord,
 };
 use crate::schema::{flow, task};
 
@@ -248,7 +248,7 @@ fn record_flow_step_at_once(
         return Ok(false);
     }
     for chunk in step.events.chunks(EVENTS_PER_INSERT) {
-        compound.push(EventRows(chunk), Expect::Anything);
+        compound.push(EventRows::of(chunk), Expect::Anything);
     }
     for (task_id, transitions) in by_task(step.tasks.clone()) {
         let Some(statement) = task_in_place(task_id, &transitions) else {
@@ -544,6 +544,103 @@ fn start_flow_in(
     Ok(id)
 }
 
+/// A desired-state change's acceptance as one compound statement (MariaDB; see
+/// `store::compound`): the statements of the ordinary transaction (the compare-and-set of the
+/// mesh, the flow, its tasks, the command linked to it, the events), the flow's id kept in a
+/// variable the later statements link to.
+struct AcceptedAtOnce<'a> {
+    spec: &'a MeshSpecUpdate,
+    command: &'a CommandEntry,
+    flow: &'a NewFlow,
+    tasks: &'a [String],
+    events: &'a [NewEvent],
+}
+
+impl AcceptedAtOnce<'_> {
+    /// Records the acceptance in one round trip and returns the new flow's id and, with
+    /// `read_tasks`, its tasks (one more); `None` when it did not commit (nothing was written; the
+    /// ordinary transaction then runs and says why).
+    fn record(
+        &self,
+        counts: &CompoundCounts,
+        conn: &mut diesel::mysql::MysqlConnection,
+        read_tasks: bool,
+    ) -> Result<Option<(i64, Vec<TaskRecord>)>, StoreError> {
+        use crate::schema::command_log;
+        // Lives as long as the statement that writes it.
+        let new_command;
+        let mut compound = Compound::default();
+        compound.push(mesh_spec_update(self.spec), Expect::OneRow);
+        compound.push(kept::insert_set(flow::table, self.flow), Expect::Anything);
+        compound.push_sql(REMEMBER_NEW_FLOW);
+        for name in self.tasks {
+            compound.push(
+                kept::insert_set(
+                    task::table,
+                    (
+                        task::flow_id.eq(NewFlowId),
+                        task::name.eq(name),
+                        task::status.eq(TaskStatus::Pending.as_str()),
+                        task::steps.eq(""),
+                    ),
+                ),
+                Expect::Anything,
+            );
+        }
+        let command_id = match self.command {
+            CommandEntry::Recorded(command_id) => command_id,
+            CommandEntry::New(command) => {
+                new_command = NewCommand {
+                    result: command.result.clone().map(fit_text_column),
+                    flow_id: None,
+                    ..command.clone()
+                };
+                compound.push(
+                    kept::insert_set(command_log::table, &new_command),
+                    Expect::Anything,
+                );
+                &command.command_id
+            }
+        };
+        compound.push(
+            kept::update(
+                command_log::table.find(command_id),
+                (
+                    command_log::flow_id.eq(NewFlowId.nullable()),
+                    command_log::updated_at.eq(now()),
+                ),
+            ),
+            Expect::OneRow,
+        );
+        for chunk in self.events.chunks(EVENTS_PER_INSERT) {
+            compound.push(EventRows::of_new_flow(chunk), Expect::Anything);
+        }
+        let err = |e| StoreError::query("accept command", "flow", &self.flow.name, e);
+        match counts.run(compound, conn).map_err(err)? {
+            Outcome::Committed => {}
+            Outcome::Declined(reason) => {
+                tracing::debug!(mesh = %self.flow.mesh_name, %reason, "acceptance declined as one statement; recorded statement by statement");
+                return Ok(None);
+            }
+        }
+        let tasks: Vec<TaskRecord> = if read_tasks && !self.tasks.is_empty() {
+            task::table
+                .filter(task::flow_id.eq(NewFlowId))
+                .order(task::id.asc())
+                .select(TaskRecord::as_select())
+                .load(conn)
+                .map_err(err)?
+        } else {
+            Vec::new()
+        };
+        let flow_id = match tasks.first() {
+            Some(task) => task.flow_id,
+            None => diesel::select(NewFlowId).get_result(conn).map_err(err)?,
+        };
+        Ok(Some((flow_id, tasks)))
+    }
+}
+
 /// A command's acceptance, recorded whole or not at all (see [`Store::start_flow_announcing`]).
 #[derive(Debug, Clone)]
 pub struct FlowAcceptance {
@@ -687,8 +784,24 @@ impl Store {
             mut events,
         } = acceptance;
         let meshes = meshes_of(&events);
+        let compound = self.compound_counts();
         let recorded = self
             .run("accept command and start its flow", move |conn| {
+                if let Some(counts) = &compound
+                    && let AnyConnection::Mysql(mysql) = conn
+                    && let Some(spec) = &spec
+                {
+                    let accepted = AcceptedAtOnce {
+                        spec,
+                        command: &command,
+                        flow: &new,
+                        tasks: &task_names,
+                        events: &events,
+                    };
+                    if let Some((flow_id, tasks)) = accepted.record(counts, mysql, read_tasks)? {
+                        return Ok((FlowRecord::recorded(flow_id, new, now()), tasks));
+                    }
+                }
                 atomically(conn, |conn| {
                     match &spec {
                         Some(spec) => update_mesh_spec_in(conn, spec)?,

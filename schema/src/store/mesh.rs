@@ -155,15 +155,12 @@ impl MeshSpecUpdate {
     }
 }
 
-/// Applies `update` (bumping the generation), inside the caller's transaction.
-pub(crate) fn update_mesh_spec_in(
-    conn: &mut AnyConnection,
-    update: &MeshSpecUpdate,
-) -> Result<(), StoreError> {
-    let name = update.mesh.as_str();
-    let changed = kept::update(
+/// The statement applying `update` (bumping the generation): it changes no row when the mesh is at
+/// another generation, a newer owner wrote it, or it is gone.
+pub(crate) fn mesh_spec_update(update: &MeshSpecUpdate) -> impl Kept + '_ {
+    kept::update(
         mesh::table
-            .filter(mesh::name.eq(name))
+            .filter(mesh::name.eq(update.mesh.as_str()))
             .filter(mesh::deleted_flag.eq(0))
             .filter(mesh::generation.eq(update.expected_generation))
             .filter(mesh::owner_epoch.le(update.epoch)),
@@ -174,8 +171,17 @@ pub(crate) fn update_mesh_spec_in(
             mesh::updated_at.eq(now()),
         ),
     )
-    .execute(conn)
-    .map_err(|e| StoreError::query("update mesh spec", "mesh", name, e))?;
+}
+
+/// Applies `update` (bumping the generation), inside the caller's transaction.
+pub(crate) fn update_mesh_spec_in(
+    conn: &mut AnyConnection,
+    update: &MeshSpecUpdate,
+) -> Result<(), StoreError> {
+    let name = update.mesh.as_str();
+    let changed = mesh_spec_update(update)
+        .execute(conn)
+        .map_err(|e| StoreError::query("update mesh spec", "mesh", name, e))?;
     if changed == 0 {
         return Err(explain_refusal(
             conn,
