@@ -567,8 +567,6 @@ impl AcceptedAtOnce<'_> {
         read_tasks: bool,
     ) -> Result<Option<(i64, Vec<TaskRecord>)>, StoreError> {
         use crate::schema::command_log;
-        // Lives as long as the statement that writes it.
-        let new_command;
         let mut compound = Compound::default();
         compound.push(mesh_spec_update(self.spec), Expect::OneRow);
         compound.push(kept::insert_set(flow::table, self.flow), Expect::Anything);
@@ -587,31 +585,47 @@ impl AcceptedAtOnce<'_> {
                 Expect::Anything,
             );
         }
-        let command_id = match self.command {
-            CommandEntry::Recorded(command_id) => command_id,
-            CommandEntry::New(command) => {
-                new_command = NewCommand {
-                    result: command.result.clone().map(fit_text_column),
-                    flow_id: None,
-                    ..command.clone()
-                };
+        match self.command {
+            CommandEntry::Recorded(command_id) => {
                 compound.push(
-                    kept::insert_set(command_log::table, &new_command),
+                    kept::update(
+                        command_log::table.find(command_id),
+                        (
+                            command_log::flow_id.eq(NewFlowId.nullable()),
+                            command_log::updated_at.eq(now()),
+                        ),
+                    ),
+                    Expect::OneRow,
+                );
+            }
+            CommandEntry::New(command) => {
+                // Every field of the row (the compiler names any new one here), its flow the new one.
+                let NewCommand {
+                    command_id,
+                    tenant_id,
+                    mesh_name,
+                    kind,
+                    status,
+                    result,
+                    flow_id: _,
+                } = command;
+                compound.push(
+                    kept::insert_set(
+                        command_log::table,
+                        (
+                            command_log::command_id.eq(command_id),
+                            command_log::tenant_id.eq(tenant_id),
+                            command_log::mesh_name.eq(mesh_name),
+                            command_log::kind.eq(kind),
+                            command_log::status.eq(status),
+                            command_log::result.eq(result.clone().map(fit_text_column)),
+                            command_log::flow_id.eq(NewFlowId.nullable()),
+                        ),
+                    ),
                     Expect::Anything,
                 );
-                &command.command_id
             }
-        };
-        compound.push(
-            kept::update(
-                command_log::table.find(command_id),
-                (
-                    command_log::flow_id.eq(NewFlowId.nullable()),
-                    command_log::updated_at.eq(now()),
-                ),
-            ),
-            Expect::OneRow,
-        );
+        }
         for chunk in self.events.chunks(EVENTS_PER_INSERT) {
             compound.push(EventRows::of_new_flow(chunk), Expect::Anything);
         }
