@@ -3,17 +3,18 @@
 //! statement.
 //!
 //! Every statement of a transaction otherwise costs a round trip of its own (with `BEGIN` and
-//! `COMMIT`, seven for a flow's last step), and on a machine that also runs the database, the
-//! round trips (a wake-up and a context switch on each side) cost more CPU than the statements'
-//! own work. MariaDB takes a compound statement with bind parameters, so the statements inside are
-//! the very diesel statements the transaction would run one by one ([`kept`](super::kept) updates
-//! and inserts, the event batch), written into one text that the connection caches.
+//! `COMMIT`, seven for a flow's last step), and each round trip costs both sides a wake-up and a
+//! context switch, and the caller a blocking thread that waits. MariaDB takes a compound statement
+//! with bind parameters, so the statements inside are the very diesel statements the transaction
+//! would run one by one ([`kept`](super::kept) updates and inserts, the event batch), written into
+//! one text that the connection caches.
 //!
 //! The compound statement commits only when each statement changed the rows it was expected to
-//! (`IF ROW_COUNT() <> 1 THEN SIGNAL …`); any error or unexpected count rolls it back whole (an exit
-//! handler), and the caller then runs its ordinary transaction, which says precisely why a write
-//! is refused (a newer owner, a row gone, a step run again). So a compound statement is only ever a
-//! faster way to the same rows, never a second set of rules.
+//! (`IF ROW_COUNT() <> 1 THEN SIGNAL …`; diesel's connections count the rows an update matched);
+//! any error or unexpected count rolls it back whole (an exit handler), and the caller then runs
+//! its ordinary transaction, which says precisely why a write is refused (a newer owner, a row
+//! gone, a step run again). So a compound statement is only ever a faster way to the same rows,
+//! never a second set of rules.
 //!
 //! MySQL has no anonymous compound statements; the store uses this only when the server says it is
 //! MariaDB ([`supports_compound`]).
