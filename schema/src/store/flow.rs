@@ -559,7 +559,10 @@ struct AcceptedAtOnce<'a> {
 impl AcceptedAtOnce<'_> {
     /// Records the acceptance in one round trip and returns the new flow's id and, with
     /// `read_tasks`, its tasks (one more); `None` when it did not commit (nothing was written; the
-    /// ordinary transaction then runs and says why).
+    /// ordinary transaction then runs and says why). The tasks are read after the commit: should
+    /// that read fail, the error is returned though the acceptance stands, and the command's next
+    /// delivery finds it recorded with its flow (as after a worker that died right after the
+    /// commit).
     fn record(
         &self,
         counts: &CompoundCounts,
