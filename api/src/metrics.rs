@@ -88,6 +88,8 @@ struct Families {
     flows_finished: IntCounterVec,
     actors: IntGaugeVec,
     leases: IntGaugeVec,
+    fenced_writes: IntCounter,
+    compound_transactions: IntCounterVec,
 }
 
 /// The metrics of one meshd process. Cheap to clone; clones share the registry, so the API and
@@ -181,6 +183,27 @@ impl Metrics {
                 &["partition"],
             ),
         );
+        let fenced_writes = register(
+            &registry,
+            IntCounter::new(
+                "meshd_store_fenced_writes_total",
+                "Writes the database refused because a newer owner held the mesh",
+            ),
+        );
+        let compound_transactions = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "meshd_store_compound_transactions_total",
+                    "Transactions sent as one compound statement (MariaDB), by outcome: committed, \
+                     or declined and run statement by statement",
+                ),
+                &["outcome"],
+            ),
+        );
+        for outcome in ["committed", "declined"] {
+            compound_transactions.with_label_values(&[outcome]);
+        }
         // Every flow outcome shows from the start, so rates and alerts work before the first.
         for outcome in [
             FlowOutcome::Succeeded,
@@ -200,8 +223,25 @@ impl Metrics {
                 flows_finished,
                 actors,
                 leases,
+                fenced_writes,
+                compound_transactions,
             }),
         }
+    }
+
+    /// Brings the store's counters up to `fenced_writes` refused stale writes and `compound`
+    /// (committed, declined) compound transactions, as the store counted them since it opened.
+    pub fn observe_store(&self, fenced_writes: u64, (committed, declined): (u64, u64)) {
+        let raise = |counter: &IntCounter, to: u64| {
+            let now = counter.get();
+            if to > now {
+                counter.inc_by(to - now);
+            }
+        };
+        raise(&self.families.fenced_writes, fenced_writes);
+        let outcomes = &self.families.compound_transactions;
+        raise(&outcomes.with_label_values(&["committed"]), committed);
+        raise(&outcomes.with_label_values(&["declined"]), declined);
     }
 
     /// Records one answered HTTP request.
@@ -321,6 +361,11 @@ pub async fn track(
     )
 )]
 pub async fn scrape(state: web::Data<ApiState>) -> HttpResponse {
+    if let Some(store) = &state.store {
+        state
+            .metrics
+            .observe_store(store.fenced_write_count(), store.compound_outcomes());
+    }
     HttpResponse::Ok()
         .content_type(TextEncoder::new().format_type())
         .body(state.metrics.render())
@@ -347,6 +392,24 @@ mod tests {
         assert!(text.contains(r#"meshd_flows_finished_total{outcome="succeeded"} 0"#));
         assert!(text.contains(r#"meshd_actors{kind="mesh"} 3"#));
         assert!(text.contains(r#"meshd_partition_lease_owned{partition="2"} 1"#));
+    }
+
+    #[test]
+    fn the_stores_counters_are_followed_never_lowered() {
+        let metrics = Metrics::new();
+        let text = metrics.render();
+        assert!(text.contains("meshd_store_fenced_writes_total 0"), "{text}");
+        assert!(text.contains(r#"meshd_store_compound_transactions_total{outcome="declined"} 0"#));
+        metrics.observe_store(3, (40, 2));
+        metrics.observe_store(5, (41, 2));
+        // A store that reports less (another one, say) does not turn a counter back.
+        metrics.observe_store(1, (0, 0));
+        let text = metrics.render();
+        assert!(text.contains("meshd_store_fenced_writes_total 5"), "{text}");
+        assert!(
+            text.contains(r#"meshd_store_compound_transactions_total{outcome="committed"} 41"#)
+        );
+        assert!(text.contains(r#"meshd_store_compound_transactions_total{outcome="declined"} 2"#));
     }
 
     #[test]
