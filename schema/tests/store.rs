@@ -16,7 +16,7 @@ use mesh_schema::store::flow::{
 };
 use mesh_schema::store::mesh::{MeshSpecChange, MeshSpecUpdate, MeshStatusChange};
 use mesh_schema::store::snapshot::{SNAPSHOT_EVENTS, SNAPSHOT_REFRESH_DELAY};
-use mesh_schema::{StoreError, TenantScope};
+use mesh_schema::{Store, StoreError, TenantScope};
 
 fn new_mesh(tenant: &str, name: &str) -> NewMesh {
     NewMesh {
@@ -66,6 +66,11 @@ fn new_command(command_id: &str, mesh: &str, kind: &str) -> NewCommand {
         result: None,
         flow_id: None,
     }
+}
+
+/// The flow the command log links command `id` to.
+async fn flow_of_command(store: &Store, id: &str) -> Option<i64> {
+    store.get_command(id).await.unwrap().unwrap().flow_id
 }
 
 fn tenant(id: &str) -> TenantScope {
@@ -1065,12 +1070,7 @@ async fn a_command_is_accepted_whole_or_not_at_all(h: Harness) {
         ["telemetry:east", "verify"]
     );
     assert_eq!(
-        store
-            .get_command(&command(1).command_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .flow_id,
+        flow_of_command(store, &command(1).command_id).await,
         Some(accepted)
     );
     let history = store.list_events("acc", 0, 10).await.unwrap();
@@ -1699,12 +1699,7 @@ async fn an_accepted_change_hands_its_flow_what_a_read_would_find(h: Harness) {
     assert_eq!(handed.flow.id, flow_id);
     // The command and the events are linked to the new flow, whichever way it was recorded.
     assert_eq!(
-        store
-            .get_command(&command.command_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .flow_id,
+        flow_of_command(store, &command.command_id).await,
         Some(flow_id)
     );
     let history = store.list_events("ready", 0, 10).await.unwrap();
