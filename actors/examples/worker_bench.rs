@@ -21,7 +21,8 @@
 //! key-value leases; "kill" drops a worker's runtime at once, as SIGKILL would. Needs a NATS server
 //! (`MESH_TEST_NATS_URL` or `.tools/py/bin/nats-server`) and MariaDB (`MESH_TEST_MYSQL_URL`).
 //! Run: `cargo run --release -p mesh-actors --example worker_bench [seconds-per-measurement]`;
-//! `MESH_BENCH_POOL` sets the workers' database pool size (default 16, meshd's default).
+//! `MESH_BENCH_POOL` sets the workers' database pool size (default 16, meshd's default);
+//! `MESH_DB_COMPOUND=off` has the store run every transaction statement by statement, to compare.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -589,7 +590,9 @@ async fn main() -> anyhow::Result<()> {
         }
         // Let the new worker take its share (one lease period).
         tokio::time::sleep(LEASE_TTL * 2).await;
+        let compound_before = store.compound_outcomes();
         let measured = throughput(&bus, &meshes, seconds, &mut status, nats.pid()).await?;
+        let compound_after = store.compound_outcomes();
         println!(
             "light command end to end, {count} worker(s): {:.1} commands/s ({:.1}% of the lower raw limit{})",
             measured.rate,
@@ -601,6 +604,18 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "{}",
                 cost_lines(&measured.cost.0, &measured.cost.1, measured.done)
+            );
+            println!(
+                "  transactions as one compound statement: {}",
+                if store.compound_transactions() {
+                    format!(
+                        "{} committed, {} declined (and run statement by statement)",
+                        compound_after.0 - compound_before.0,
+                        compound_after.1 - compound_before.1
+                    )
+                } else {
+                    "off (MESH_DB_COMPOUND=off, or a server without them)".to_owned()
+                }
             );
         }
     }

@@ -16,8 +16,8 @@
 //! gone, a step run again). So a compound statement is only ever a faster way to the same rows,
 //! never a second set of rules.
 //!
-//! MySQL has no anonymous compound statements; the store uses this only when the server says it is
-//! MariaDB ([`supports_compound`]).
+//! MySQL has no anonymous compound statements; the store uses these only where the server runs one
+//! when it opens ([`supports_compound`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -166,15 +166,11 @@ impl CompoundCounts {
     }
 }
 
-/// Whether the server behind `conn` runs compound statements outside stored programs (MariaDB
-/// does; MySQL does not).
-pub(crate) fn supports_compound(conn: &mut MysqlConnection) -> QueryResult<bool> {
-    use diesel::sql_types::Text;
-    #[derive(diesel::QueryableByName)]
-    struct Version {
-        #[diesel(sql_type = Text)]
-        version: String,
-    }
-    let version: Version = diesel::sql_query("SELECT VERSION() AS version").get_result(conn)?;
-    Ok(version.version.to_ascii_lowercase().contains("mariadb"))
+/// Whether the server behind `conn` prepares and runs compound statements outside stored programs
+/// (MariaDB does; MySQL does not): asked by preparing and running an empty one, so a server that
+/// refuses them is never sent one again.
+pub(crate) fn supports_compound(conn: &mut MysqlConnection) -> bool {
+    diesel::sql_query("BEGIN NOT ATOMIC DO 0; END")
+        .execute(conn)
+        .is_ok()
 }

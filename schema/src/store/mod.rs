@@ -192,7 +192,7 @@ pub(crate) fn connection_lost(message: &str) -> bool {
     .any(|text| message.contains(text))
 }
 
-/// Whether the pool's server takes compound statements (MariaDB), asked once when the store opens;
+/// Whether the pool's server runs compound statements (MariaDB), asked once when the store opens;
 /// `MESH_DB_COMPOUND=off` turns them off (to compare, or to rule them out).
 fn compound_transactions(pool: &Pool) -> Result<bool, StoreError> {
     if std::env::var("MESH_DB_COMPOUND").is_ok_and(|v| v == "off") {
@@ -202,11 +202,10 @@ fn compound_transactions(pool: &Pool) -> Result<bool, StoreError> {
         op: "open store",
         reason: e.to_string(),
     })?;
-    match &mut **conn {
-        AnyConnection::Mysql(mysql) => compound::supports_compound(mysql)
-            .map_err(|e| StoreError::query("ask the server's version", "database", "", e)),
-        AnyConnection::Sqlite(_) => Ok(false),
-    }
+    Ok(match &mut **conn {
+        AnyConnection::Mysql(mysql) => compound::supports_compound(mysql),
+        AnyConnection::Sqlite(_) => false,
+    })
 }
 
 /// The store over one database.
