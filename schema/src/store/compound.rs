@@ -52,7 +52,7 @@ enum Part<'a> {
 
 /// How a compound transaction ended.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
+enum Outcome {
     /// Committed whole.
     Committed,
     /// Rolled back whole: a statement failed or changed other than expected; run the ordinary
@@ -142,19 +142,26 @@ pub(crate) struct CompoundCounts {
 }
 
 impl CompoundCounts {
-    /// Runs `compound` on `conn` and counts how it ended.
+    /// Runs `compound` (recording `what`) on `conn`, counts how it ended and returns whether it
+    /// committed; a declined one is logged (at debug) with why, and the caller runs the ordinary
+    /// transaction.
     pub(crate) fn run(
         &self,
+        what: &'static str,
         compound: Compound<'_>,
         conn: &mut MysqlConnection,
-    ) -> QueryResult<Outcome> {
-        let outcome = compound.run(conn)?;
-        let counter = match outcome {
-            Outcome::Committed => &self.committed,
-            Outcome::Declined(_) => &self.declined,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        Ok(outcome)
+    ) -> QueryResult<bool> {
+        match compound.run(conn)? {
+            Outcome::Committed => {
+                self.committed.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Outcome::Declined(reason) => {
+                self.declined.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(what, %reason, "declined as one statement; recorded statement by statement");
+                Ok(false)
+            }
+        }
     }
 
     /// (committed, declined) so far.

@@ -8,7 +8,7 @@ use mesh_core::{CommandStatus, FlowStatus, TaskStatus};
 use super::atomic::atomically;
 use super::cluster::live_mesh_with_members;
 use super::command::{CommandEntry, command_completion, complete_command_in, insert_command_in};
-use super::compound::{Compound, CompoundCounts, Expect, Outcome};
+use super::compound::{Compound, CompoundCounts, Expect};
 use super::computed::{AppendedLog, LogAtMost, NewFlowId, REMEMBER_NEW_FLOW, StartedOnce};
 use super::event::{EVENTS_PER_INSERT, EventRows, append_events_in, meshes_of};
 use super::kept::{self, KeptMysql, insert_row};
@@ -262,19 +262,9 @@ fn record_flow_step_at_once(
         };
         compound.push(statement, Expect::OneRow);
     }
-    match counts.run(compound, conn) {
-        Ok(Outcome::Committed) => Ok(true),
-        Ok(Outcome::Declined(reason)) => {
-            tracing::debug!(flow = flow_id, %reason, "flow step declined as one statement; recorded statement by statement");
-            Ok(false)
-        }
-        Err(e) => Err(StoreError::query(
-            "record a flow step",
-            "flow",
-            flow_id.to_string(),
-            e,
-        )),
-    }
+    counts
+        .run("a flow step", compound, conn)
+        .map_err(|e| StoreError::query("record a flow step", "flow", flow_id.to_string(), e))
 }
 
 /// Updates task `id` (fenced when the transition says so), inside the caller's transaction.
@@ -633,12 +623,11 @@ impl AcceptedAtOnce<'_> {
             compound.push(EventRows::of_new_flow(chunk), Expect::Anything);
         }
         let err = |e| StoreError::query("accept command", "flow", &self.flow.name, e);
-        match counts.run(compound, conn).map_err(err)? {
-            Outcome::Committed => {}
-            Outcome::Declined(reason) => {
-                tracing::debug!(mesh = %self.flow.mesh_name, %reason, "acceptance declined as one statement; recorded statement by statement");
-                return Ok(None);
-            }
+        if !counts
+            .run("a command's acceptance", compound, conn)
+            .map_err(err)?
+        {
+            return Ok(None);
         }
         let tasks: Vec<TaskRecord> = if read_tasks && !self.tasks.is_empty() {
             task::table
